@@ -1,0 +1,1 @@
+//! The upload engine: planning, parallel APPENDs, retries, progress and the final report.

@@ -1,0 +1,1 @@
+//! A trace-driven link emulator: a loopback TCP proxy that replays cellular links.

@@ -1,0 +1,210 @@
+//! The upload protocol: INIT, APPEND, FINALIZE and STATUS, independent of the wire format.
+//!
+//! [`UploadProtocol`] is the seam between the engine and the network. [`XClient`] implements
+//! it for X's v1.1 (`/1.1/media/upload.json?command=...`) and v2
+//! (`/2/media/upload/initialize`, `/{id}/append`, `/{id}/finalize`, `GET /2/media/upload`)
+//! APIs; tests and other services can implement it too.
+//!
+//! What every implementation must do (protocol.md §10):
+//! - accept any 2xx with an empty or JSON body as success for INIT, APPEND and FINALIZE;
+//! - read ids as strings (`media_id_string`, `data.id`);
+//! - map failures onto [`crate::Error`] kinds: 401/403 → `Unauthorized`, 429 → `RateLimited`
+//!   with the delay from `Retry-After` or `x-rate-limit-reset`, 408 and 5xx → `ServerError`,
+//!   other 4xx → `Rejected` (with the server's message), connection failures → `Transport`,
+//!   an unparseable 2xx body → `Protocol`;
+//! - treat a processing state it does not know as pending.
+
+// The X client (v1.1 and v2 over reqwest) and the response parsers live in submodules
+// `client` and `parse`.
+
+use crate::error::{Result, ServerMessage};
+use crate::limits::MediaCategory;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// A media id: a 64-bit snowflake kept as its decimal string, because JSON numbers lose
+/// precision above 2^53 (protocol.md §2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MediaId(pub String);
+
+impl MediaId {
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for MediaId {
+    fn from(s: &str) -> Self {
+        MediaId(s.to_string())
+    }
+}
+
+/// What INIT needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// The size of the whole file in bytes.
+    pub total_bytes: u64,
+    /// The MIME type, such as `video/mp4`.
+    pub media_type: String,
+    /// The category; needed for asynchronous video/GIF processing and the larger limits.
+    pub media_category: Option<MediaCategory>,
+    /// User ids allowed to attach the media (at most 100).
+    pub additional_owners: Vec<String>,
+    /// DM media reused across messages (`shared`).
+    pub shared: Option<bool>,
+}
+
+/// What INIT answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitResponse {
+    /// The new media id.
+    pub media_id: MediaId,
+    /// The media key (`7_...`), when the server sent one (it may not).
+    pub media_key: Option<String>,
+    /// Seconds left before the id expires, when sent.
+    pub expires_after_secs: Option<u64>,
+}
+
+/// One APPEND.
+#[derive(Clone)]
+pub struct AppendRequest {
+    /// The media id from INIT.
+    pub media_id: MediaId,
+    /// The segment index, 0..=999.
+    pub segment_index: u32,
+    /// The segment's payload (raw bytes; the client base64-encodes them if configured).
+    pub data: Bytes,
+    /// If set, the client adds the number of payload bytes handed to the connection as the
+    /// body is written, so the engine can report live progress and detect stalls.
+    pub sent: Option<Arc<AtomicU64>>,
+}
+
+impl fmt::Debug for AppendRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppendRequest")
+            .field("media_id", &self.media_id)
+            .field("segment_index", &self.segment_index)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
+/// The `x-rate-limit-*` headers of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// `x-rate-limit-limit`: requests allowed per window.
+    pub limit: u64,
+    /// `x-rate-limit-remaining`: requests left in this window.
+    pub remaining: u64,
+    /// `x-rate-limit-reset`: when the window resets, Unix epoch seconds.
+    pub reset_epoch_secs: u64,
+}
+
+/// What APPEND answers (v2 sends `expires_at`; v1.1 sends nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AppendResponse {
+    /// When the media id expires, epoch seconds (v2).
+    pub expires_at: Option<u64>,
+    /// The rate-limit headers, when present.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The processing state of a finalized media (protocol.md §2.6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingState {
+    /// Queued.
+    Pending,
+    /// Being processed.
+    InProgress,
+    /// Ready to use.
+    Succeeded,
+    /// Processing failed; see [`ProcessingInfo::error`].
+    Failed,
+    /// A state this client does not know (such as the `uploading` of early v2 docs); treated
+    /// as not finished yet.
+    Unknown(String),
+}
+
+impl ProcessingState {
+    /// Parses a wire state name; unknown names become [`ProcessingState::Unknown`].
+    pub fn from_wire(s: &str) -> Self {
+        match s {
+            "pending" => ProcessingState::Pending,
+            "in_progress" => ProcessingState::InProgress,
+            "succeeded" => ProcessingState::Succeeded,
+            "failed" => ProcessingState::Failed,
+            other => ProcessingState::Unknown(other.to_string()),
+        }
+    }
+
+    /// Whether processing has ended (succeeded or failed).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, ProcessingState::Succeeded | ProcessingState::Failed)
+    }
+}
+
+/// `processing_info` of a FINALIZE or STATUS response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessingInfo {
+    /// The state.
+    pub state: ProcessingState,
+    /// How long to wait before the next STATUS, when sent.
+    pub check_after_secs: Option<u64>,
+    /// Progress 0–100, when sent. Informational only.
+    pub progress_percent: Option<u8>,
+    /// The error of a `failed` state.
+    pub error: Option<ServerMessage>,
+}
+
+/// What FINALIZE and STATUS answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaStatus {
+    /// The media id.
+    pub media_id: MediaId,
+    /// The media key, when sent.
+    pub media_key: Option<String>,
+    /// The size in bytes, when sent.
+    pub size: Option<u64>,
+    /// Seconds left before the id expires, when sent.
+    pub expires_after_secs: Option<u64>,
+    /// Present while (or after) the media is processed asynchronously. Absent means ready.
+    pub processing_info: Option<ProcessingInfo>,
+}
+
+impl MediaStatus {
+    /// Whether the media is ready to use: no `processing_info`, or state `succeeded`.
+    pub fn is_ready(&self) -> bool {
+        self.processing_info
+            .as_ref()
+            .is_none_or(|p| p.state == ProcessingState::Succeeded)
+    }
+}
+
+/// The four calls of a chunked upload. Implementations must be cheap to share (`&self`
+/// methods, used concurrently from many tasks).
+pub trait UploadProtocol: Send + Sync + fmt::Debug {
+    /// INIT: opens an upload session.
+    fn init<'a>(&'a self, req: &'a InitRequest) -> BoxFuture<'a, Result<InitResponse>>;
+    /// APPEND: sends one segment.
+    fn append(&self, req: AppendRequest) -> BoxFuture<'_, Result<AppendResponse>>;
+    /// FINALIZE: closes the session; the server assembles the segments.
+    fn finalize<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
+    /// STATUS: reads the processing state.
+    fn status<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
+}
+
+#[cfg(test)]
+fn _obj_safe(_: &dyn UploadProtocol) {}
