@@ -196,6 +196,10 @@ impl MediaStatus {
 /// The four calls of a chunked upload. Implementations must be cheap to share (`&self`
 /// methods, used concurrently from many tasks).
 pub trait UploadProtocol: Send + Sync + fmt::Debug {
+    /// The largest payload one APPEND may carry: the per-APPEND body limit on the wire, less
+    /// the base64 expansion when segments are sent as `media_data`
+    /// (see [`crate::limits::max_payload_per_append`]). The engine never plans a larger segment.
+    fn max_append_payload(&self) -> u64;
     /// INIT: opens an upload session.
     fn init<'a>(&'a self, req: &'a InitRequest) -> BoxFuture<'a, Result<InitResponse>>;
     /// APPEND: sends one segment.
