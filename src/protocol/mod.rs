@@ -16,6 +16,13 @@
 
 // The X client (v1.1 and v2 over reqwest) and the response parsers live in submodules
 // `client` and `parse`.
+mod client;
+mod parse;
+
+pub use client::{
+    ApiVersion, AppendEncoding, CONNECT_TIMEOUT, DEFAULT_V1_1_BASE_URL, DEFAULT_V2_BASE_URL,
+    TCP_KEEPALIVE, USER_AGENT, UnknownApiVersion, XClient, XClientBuilder,
+};
 
 use crate::error::{Result, ServerMessage};
 use crate::limits::MediaCategory;
