@@ -289,25 +289,34 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("deadline"), "{e}");
 
-        let mut c = EngineConfig::default();
-        c.polling.min_check_after = Duration::ZERO;
-        assert_eq!(c.validate().unwrap_err().kind(), ErrorKind::InvalidConfig);
-
-        let mut c = EngineConfig::default();
-        c.polling.default_check_after = Duration::from_secs(120);
-        assert_eq!(c.validate().unwrap_err().kind(), ErrorKind::InvalidConfig);
-
-        let mut c = EngineConfig::default();
-        c.polling.deadline = Duration::ZERO;
-        assert_eq!(c.validate().unwrap_err().kind(), ErrorKind::InvalidConfig);
-
-        let mut c = EngineConfig::default();
-        c.control_timeout = Duration::ZERO;
-        assert_eq!(c.validate().unwrap_err().kind(), ErrorKind::InvalidConfig);
-
-        let mut c = EngineConfig::default();
-        c.retry.max_attempts = 0;
-        assert_eq!(c.validate().unwrap_err().kind(), ErrorKind::InvalidConfig);
+        let polling = |f: fn(&mut PollingConfig)| {
+            let mut p = PollingConfig::default();
+            f(&mut p);
+            EngineConfig {
+                polling: p,
+                ..EngineConfig::default()
+            }
+        };
+        let cases = [
+            polling(|p| p.min_check_after = Duration::ZERO),
+            polling(|p| p.default_check_after = Duration::from_secs(120)),
+            polling(|p| p.deadline = Duration::ZERO),
+            EngineConfig {
+                control_timeout: Duration::ZERO,
+                ..EngineConfig::default()
+            },
+            EngineConfig::default().with_retry(RetryPolicy {
+                max_attempts: 0,
+                ..RetryPolicy::default()
+            }),
+        ];
+        for c in cases {
+            assert_eq!(
+                c.validate().unwrap_err().kind(),
+                ErrorKind::InvalidConfig,
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

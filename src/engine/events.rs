@@ -1,10 +1,10 @@
 //! What an upload tells its caller while it runs.
 //!
 //! Events go through an unbounded channel so the upload never waits on a slow reader. Their
-//! number is bounded all the same: a handful per upload, plus at most three per APPEND attempt
-//! (`SegmentStarted`, then `SegmentDone` or `Retry`, each followed by a `Progress` when it
-//! changes the counts) and one per STATUS poll; attempts are bounded by the retry policy's
-//! per-segment cap and upload-wide budget. For a live byte count between events, poll
+//! number is bounded all the same: a handful per upload, plus four per APPEND attempt
+//! (`SegmentStarted`, then `SegmentDone` or `Retry`, each followed by a `Progress`) and one
+//! per STATUS poll. Attempts are bounded by segments × the retry policy's per-segment cap,
+//! and further by its upload-wide budget; STATUS polls by the processing deadline. For a live byte count between events, poll
 //! [`UploadHandle::progress`](super::UploadHandle::progress).
 
 use std::time::Duration;

@@ -13,7 +13,9 @@
 //! 2. **INIT.**
 //! 3. **APPENDs.** Segments are planned one at a time ([`Plan`]), each read from the source
 //!    just before it is first sent. Up to the strategy's limit run at once; each runs under
-//!    the strategy's deadline and, if the strategy enables it, stall detection. Every
+//!    the strategy's deadline and, if the strategy enables it, stall detection (which reads
+//!    the [`AppendRequest::sent`](crate::protocol::AppendRequest::sent) counter, so it needs
+//!    a protocol that reports how much of the body it has written). Every
 //!    decision is asked of the [`Strategy`](crate::scheduler::Strategy), and every attempt is
 //!    reported to it as an [`Observation`](crate::scheduler::Observation). A failed segment
 //!    is retried alone with the same index and bytes ([`RetryPolicy`]).

@@ -1,11 +1,4 @@
-//! Planning: the checks made before any request, and the segment plan.
-//!
-//! Segments are planned one at a time, just before each is first sent, so an adaptive
-//! [`Strategy`] can change the chunk size as it learns. Whatever it answers, each segment is
-//! clamped to `[min_chunk, max_chunk]` and to what is left of the file, where
-//! `min_chunk = ceil(remaining_bytes / remaining_segments)` keeps the whole file within the
-//! 1000 segment indices and `max_chunk` is the protocol's per-APPEND payload limit. The
-//! plan so far is a serde-serialisable [`Plan`], so a checkpoint can record it.
+//! Planning: the checks made before any request, and the segment plan. See [`Plan`].
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -32,7 +25,14 @@ impl Segment {
     }
 }
 
-/// The segments planned so far for one upload. See the [module docs](self).
+/// The segments planned so far for one upload.
+///
+/// Segments are planned one at a time, just before each is first sent, so an adaptive
+/// [`Strategy`] can change the chunk size as it learns. Whatever it answers, each segment is
+/// clamped to `[min_chunk, max_chunk]` and to what is left of the file, where
+/// `min_chunk = ceil(remaining_bytes / remaining_segments)` keeps the whole file within the
+/// 1000 segment indices and `max_chunk` is the protocol's per-APPEND payload limit. The
+/// plan derives serde's traits, so a checkpoint can record it.
 ///
 /// ```
 /// use chunkwise::engine::Plan;

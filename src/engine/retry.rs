@@ -1,33 +1,5 @@
 //! Retries: which failures are retried, how long to wait, and how many retries an upload may
-//! spend.
-//!
-//! A failed APPEND is retried alone, with the same `segment_index` and the same bytes. Each
-//! retry waits an exponential backoff with *full jitter*,
-//! `delay = U[0, min(cap, base · 2^retry)]`, with a short base for transient failures
-//! (timeouts, transport errors, 5xx) and a longer one for throttling (429); a 429 waits at
-//! least as long as the server asked (`Retry-After` / `x-rate-limit-reset`).
-//!
-//! # Why a budget and not only a per-segment cap
-//!
-//! When the link or the server degrades, every segment starts failing at once. With only a
-//! per-segment attempt cap, an upload of 1000 segments may then send up to five times its
-//! size before giving up, which on a metered mobile link is the user's money, and keeps a
-//! struggling server busy (a retry storm). So besides the per-segment cap, the whole upload
-//! may spend at most `max(budget_min, budget_ratio × segments)` retries, after which it
-//! fails with [`ErrorKind::RetryBudgetExhausted`](crate::ErrorKind::RetryBudgetExhausted)
-//! carrying the last failure as its source.
-//!
-//! # Defaults
-//!
-//! | field | default | source |
-//! |---|---|---|
-//! | `max_attempts` | 5 | [`DEFAULT_MAX_ATTEMPTS`] |
-//! | `transient_base` | 100 ms | [`DEFAULT_TRANSIENT_BASE`] |
-//! | `throttle_base` | 1 s | [`DEFAULT_THROTTLE_BASE`] |
-//! | `max_delay` | 5 s | [`DEFAULT_MAX_DELAY`] |
-//! | `budget_ratio` | 0.2 | [`DEFAULT_BUDGET_RATIO`] |
-//! | `budget_min` | 10 | [`DEFAULT_BUDGET_MIN`] |
-//! | `seed` | none (from the OS) | |
+//! spend. See [`RetryPolicy`].
 
 use std::time::Duration;
 
@@ -87,7 +59,35 @@ pub const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
 /// Source: reasonable default; twice the per-segment cap's default is already generous.
 pub const MAX_BUDGET_RATIO: f64 = 10.0;
 
-/// How failed requests are retried. See the [module docs](self).
+/// How failed requests are retried.
+///
+/// A failed APPEND is retried alone, with the same `segment_index` and the same bytes. Each
+/// retry waits an exponential backoff with *full jitter*,
+/// `delay = U[0, min(cap, base · 2^retry)]`, with a short base for transient failures
+/// (timeouts, transport errors, 5xx) and a longer one for throttling (429); a 429 waits at
+/// least as long as the server asked (`Retry-After` / `x-rate-limit-reset`).
+///
+/// # Why a budget and not only a per-segment cap
+///
+/// When the link or the server degrades, every segment starts failing at once. With only a
+/// per-segment attempt cap, an upload of 1000 segments may then send up to five times its
+/// size before giving up, which on a metered mobile link is the user's money, and keeps a
+/// struggling server busy (a retry storm). So besides the per-segment cap, the whole upload
+/// may spend at most `max(budget_min, budget_ratio × segments)` retries, after which it
+/// fails with [`ErrorKind::RetryBudgetExhausted`](crate::ErrorKind::RetryBudgetExhausted)
+/// carrying the last failure as its source.
+///
+/// # Defaults
+///
+/// | field | default | source |
+/// |---|---|---|
+/// | `max_attempts` | 5 | [`DEFAULT_MAX_ATTEMPTS`] |
+/// | `transient_base` | 100 ms | [`DEFAULT_TRANSIENT_BASE`] |
+/// | `throttle_base` | 1 s | [`DEFAULT_THROTTLE_BASE`] |
+/// | `max_delay` | 5 s | [`DEFAULT_MAX_DELAY`] |
+/// | `budget_ratio` | 0.2 | [`DEFAULT_BUDGET_RATIO`] |
+/// | `budget_min` | 10 | [`DEFAULT_BUDGET_MIN`] |
+/// | `seed` | none (from the OS) | |
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts per request, the first one included (≥ 1). A segment that fails this many

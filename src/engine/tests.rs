@@ -78,6 +78,8 @@ struct Fake {
     statuses: Mutex<VecDeque<ProcessingInfo>>,
     /// Called with the segment index when an APPEND completes successfully.
     on_append: Option<Hook>,
+    /// How many INITs fail with 503 before one succeeds.
+    init_failures: Mutex<u32>,
 }
 
 impl std::fmt::Debug for Fake {
@@ -99,6 +101,7 @@ impl Fake {
             finalize_info: None,
             statuses: Mutex::default(),
             on_append: None,
+            init_failures: Mutex::new(0),
         }
     }
 
@@ -195,6 +198,13 @@ impl UploadProtocol for Fake {
     fn init<'a>(&'a self, _req: &'a InitRequest) -> BoxFuture<'a, crate::Result<InitResponse>> {
         async move {
             self.st().inits += 1;
+            {
+                let mut left = self.init_failures.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(Error::new(ErrorKind::ServerError, "init").with_status(503));
+                }
+            }
             Ok(InitResponse {
                 media_id: MediaId::from("42"),
                 media_key: Some("7_42".into()),
@@ -970,4 +980,35 @@ fn upload_outside_a_runtime_reports_an_error() {
     let handle = engine.upload(Source::bytes(Bytes::from_static(b"x")), video());
     let e = futures::executor::block_on(handle.join()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_init_is_retried_and_counted_as_a_control_retry() {
+    let fake = Fake::new(100);
+    *fake.init_failures.lock().unwrap() = 2;
+    let s = setup(fake, 100, 1);
+    let report = s
+        .engine
+        .upload(Source::bytes(random_bytes(100, 19)), video())
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(s.fake.st().inits, 3);
+    assert_eq!(report.control_retries, 2);
+    assert_eq!(report.retries, 0);
+
+    // With one attempt allowed, the first failure is final.
+    let fake = Fake::new(100);
+    *fake.init_failures.lock().unwrap() = 1;
+    let (mut c, seen) = config(100, 1, Duration::from_secs(120), None);
+    c.retry.max_attempts = 1;
+    let s = setup_with(fake, (c, seen));
+    let e = s
+        .engine
+        .upload(Source::bytes(random_bytes(100, 19)), video())
+        .join()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ServerError);
+    assert!(s.fake.st().calls.is_empty());
 }
