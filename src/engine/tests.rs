@@ -377,6 +377,26 @@ fn setup_with(fake: Fake, (config, seen): (EngineConfig, Arc<Mutex<Vec<Observati
     Setup { fake, engine, seen }
 }
 
+impl Setup {
+    /// Starts uploading `len` seeded random bytes as a video.
+    fn start(&self, len: usize, seed: u64) -> UploadHandle {
+        self.engine
+            .upload(Source::bytes(random_bytes(len, seed)), video())
+    }
+
+    /// Uploads `len` seeded random bytes as a video and waits for the result.
+    async fn run(&self, len: usize, seed: u64) -> crate::Result<UploadReport> {
+        self.start(len, seed).join().await
+    }
+}
+
+/// 100-byte segments one at a time, with `tune` applied to the configuration.
+fn setup_tuned(fake: Fake, tune: impl FnOnce(&mut EngineConfig)) -> Setup {
+    let (mut c, seen) = config(100, 1, Duration::from_secs(120), None);
+    tune(&mut c);
+    setup_with(fake, (c, seen))
+}
+
 fn random_bytes(n: usize, seed: u64) -> Bytes {
     let mut v = vec![0u8; n];
     StdRng::seed_from_u64(seed).fill_bytes(&mut v);
@@ -561,11 +581,7 @@ async fn throttle_holds_new_sends_until_retry_after() {
 async fn bad_request_is_fatal_with_the_segment_and_no_retry() {
     let fake = Fake::new(100).fail(1, &[Fail::BadRequest]);
     let s = setup(fake, 100, 1);
-    let (events, result) = run_collect(
-        s.engine
-            .upload(Source::bytes(random_bytes(500, 4)), video()),
-    )
-    .await;
+    let (events, result) = run_collect(s.start(500, 4)).await;
     let e = result.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Rejected);
     assert_eq!(e.segment(), Some(1));
@@ -594,17 +610,12 @@ async fn bad_request_is_fatal_with_the_segment_and_no_retry() {
 async fn retry_budget_exhaustion_ends_the_upload() {
     let mut fake = Fake::new(100);
     fake.always_fail = true;
-    let (mut c, _) = config(100, 1, Duration::from_secs(120), None);
-    c.retry.max_attempts = 50;
-    c.retry.budget_min = 3;
-    c.retry.budget_ratio = 0.0;
-    let s = setup_with(fake, (c, Arc::default()));
-    let e = s
-        .engine
-        .upload(Source::bytes(random_bytes(1000, 5)), video())
-        .join()
-        .await
-        .unwrap_err();
+    let s = setup_tuned(fake, |c| {
+        c.retry.max_attempts = 50;
+        c.retry.budget_min = 3;
+        c.retry.budget_ratio = 0.0;
+    });
+    let e = s.run(1000, 5).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RetryBudgetExhausted);
     // While a segment waits for its retry, the free slot sends the next one, so the
     // failures spread over segments 0 and 1.
@@ -619,15 +630,10 @@ async fn retry_budget_exhaustion_ends_the_upload() {
 #[tokio::test(start_paused = true)]
 async fn per_segment_attempt_cap_ends_the_upload_with_the_last_error() {
     let fake = Fake::new(100).fail(0, &[Fail::ServerError; 5]);
-    let (mut c, seen) = config(100, 1, Duration::from_secs(120), None);
-    c.retry.max_attempts = 2;
-    let s = setup_with(fake, (c, seen));
-    let e = s
-        .engine
-        .upload(Source::bytes(random_bytes(300, 6)), video())
-        .join()
-        .await
-        .unwrap_err();
+    let s = setup_tuned(fake, |c| {
+        c.retry.max_attempts = 2;
+    });
+    let e = s.run(300, 6).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ServerError);
     assert_eq!(e.segment(), Some(0));
     assert_eq!(e.attempts(), Some(2));
@@ -639,11 +645,7 @@ async fn slow_request_times_out_and_is_retried() {
     let fake = Fake::new(100).fail(0, &[Fail::Slow(Duration::from_secs(600))]);
     let s = setup_with(fake, config(100, 2, Duration::from_secs(5), None));
     let t0 = Instant::now();
-    let (events, report) = run_collect(
-        s.engine
-            .upload(Source::bytes(random_bytes(300, 7)), video()),
-    )
-    .await;
+    let (events, report) = run_collect(s.start(300, 7)).await;
     let report = report.unwrap();
     assert_eq!(report.retries, 1);
     let calls = s.fake.calls_of(0);
@@ -676,11 +678,7 @@ async fn stalled_request_is_abandoned_when_the_strategy_enables_stall_detection(
     let stall = Duration::from_secs(2);
     let s = setup_with(fake, config(100, 1, Duration::from_secs(120), Some(stall)));
     let t0 = Instant::now();
-    let (events, report) = run_collect(
-        s.engine
-            .upload(Source::bytes(random_bytes(200, 8)), video()),
-    )
-    .await;
+    let (events, report) = run_collect(s.start(200, 8)).await;
     let report = report.unwrap();
     let calls = s.fake.calls_of(0);
     assert_eq!(calls.len(), 2);
@@ -703,12 +701,7 @@ async fn stalled_request_runs_to_its_deadline_without_stall_detection() {
     let fake = Fake::new(100).fail(0, &[Fail::Stall]);
     let s = setup_with(fake, config(100, 1, Duration::from_secs(30), None));
     let t0 = Instant::now();
-    let report = s
-        .engine
-        .upload(Source::bytes(random_bytes(200, 9)), video())
-        .join()
-        .await
-        .unwrap();
+    let report = s.run(200, 9).await.unwrap();
     assert!(s.fake.calls_of(0)[1].at - t0 >= Duration::from_secs(30));
     assert_eq!(report.trace[0].segment, 0);
     assert_eq!(report.trace[0].outcome, AttemptOutcome::Timeout);
@@ -728,11 +721,7 @@ async fn processing_is_polled_honouring_check_after_and_unknown_states() {
         ],
     );
     let s = setup(fake, 100, 1);
-    let (events, report) = run_collect(
-        s.engine
-            .upload(Source::bytes(random_bytes(100, 10)), video()),
-    )
-    .await;
+    let (events, report) = run_collect(s.start(100, 10)).await;
     let report = report.unwrap();
     assert_eq!(report.processing_state, Some(ProcessingState::Succeeded));
     let finalized_at = s.fake.calls_of(0)[0].at + Duration::from_millis(100);
@@ -787,12 +776,7 @@ async fn failed_processing_carries_the_server_message() {
     };
     let fake = Fake::new(100).processing(pending_info("pending", Some(1)), vec![failed]);
     let s = setup(fake, 100, 1);
-    let e = s
-        .engine
-        .upload(Source::bytes(random_bytes(100, 11)), video())
-        .join()
-        .await
-        .unwrap_err();
+    let e = s.run(100, 11).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ProcessingFailed);
     let msg = e.server_message().unwrap();
     assert_eq!(msg.code, Some(1));
@@ -806,16 +790,11 @@ async fn processing_past_the_deadline_times_out() {
         pending_info("pending", Some(10)),
         vec![pending_info("in_progress", Some(10))],
     );
-    let (mut c, seen) = config(100, 1, Duration::from_secs(120), None);
-    c.polling.deadline = Duration::from_secs(25);
-    let s = setup_with(fake, (c, seen));
+    let s = setup_tuned(fake, |c| {
+        c.polling.deadline = Duration::from_secs(25);
+    });
     let t0 = Instant::now();
-    let e = s
-        .engine
-        .upload(Source::bytes(random_bytes(100, 12)), video())
-        .join()
-        .await
-        .unwrap_err();
+    let e = s.run(100, 12).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ProcessingTimeout);
     // Polled at 10 s, 20 s and once more at the 25 s deadline.
     assert_eq!(s.fake.st().status_calls.len(), 3);
@@ -828,9 +807,7 @@ async fn dropping_the_handle_cancels_in_flight_requests() {
     let mut fake = Fake::new(100);
     fake.append_delay = Duration::from_secs(60);
     let s = setup(fake, 100, 3);
-    let mut handle = s
-        .engine
-        .upload(Source::bytes(random_bytes(1000, 13)), video());
+    let mut handle = s.start(1000, 13);
     let mut started = 0;
     while started < 3 {
         if let Some(UploadEvent::SegmentStarted { .. }) = handle.next_event().await {
@@ -852,9 +829,7 @@ async fn abort_then_join_is_cancelled() {
     let mut fake = Fake::new(100);
     fake.append_delay = Duration::from_secs(60);
     let s = setup(fake, 100, 2);
-    let handle = s
-        .engine
-        .upload(Source::bytes(random_bytes(1000, 14)), video());
+    let handle = s.start(1000, 14);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!handle.is_finished());
     let p = handle.progress();
@@ -870,11 +845,7 @@ async fn abort_then_join_is_cancelled() {
 #[tokio::test(start_paused = true)]
 async fn tail_and_backoff_samples_are_app_limited() {
     let s = setup(Fake::new(100), 100, 3);
-    s.engine
-        .upload(Source::bytes(random_bytes(600, 15)), video())
-        .join()
-        .await
-        .unwrap();
+    s.run(600, 15).await.unwrap();
     let seen = s.seen.lock().unwrap();
     let by_index: HashMap<u32, bool> = seen
         .iter()
@@ -987,12 +958,7 @@ async fn failed_init_is_retried_and_counted_as_a_control_retry() {
     let fake = Fake::new(100);
     *fake.init_failures.lock().unwrap() = 2;
     let s = setup(fake, 100, 1);
-    let report = s
-        .engine
-        .upload(Source::bytes(random_bytes(100, 19)), video())
-        .join()
-        .await
-        .unwrap();
+    let report = s.run(100, 19).await.unwrap();
     assert_eq!(s.fake.st().inits, 3);
     assert_eq!(report.control_retries, 2);
     assert_eq!(report.retries, 0);
@@ -1000,15 +966,10 @@ async fn failed_init_is_retried_and_counted_as_a_control_retry() {
     // With one attempt allowed, the first failure is final.
     let fake = Fake::new(100);
     *fake.init_failures.lock().unwrap() = 1;
-    let (mut c, seen) = config(100, 1, Duration::from_secs(120), None);
-    c.retry.max_attempts = 1;
-    let s = setup_with(fake, (c, seen));
-    let e = s
-        .engine
-        .upload(Source::bytes(random_bytes(100, 19)), video())
-        .join()
-        .await
-        .unwrap_err();
+    let s = setup_tuned(fake, |c| {
+        c.retry.max_attempts = 1;
+    });
+    let e = s.run(100, 19).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ServerError);
     assert!(s.fake.st().calls.is_empty());
 }
