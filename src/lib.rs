@@ -20,5 +20,9 @@ pub mod emulator;
 pub mod link;
 
 pub use auth::Credentials;
+pub use engine::{
+    Engine, EngineConfig, MediaSpec, Progress, RetryPolicy, Source, UploadEvent, UploadHandle,
+    UploadReport,
+};
 pub use error::{Error, ErrorKind, Result, ServerMessage};
 pub use limits::MediaCategory;

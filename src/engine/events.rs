@@ -1,0 +1,115 @@
+//! What an upload tells its caller while it runs.
+//!
+//! Events go through an unbounded channel so the upload never waits on a slow reader. Their
+//! number is bounded all the same: a handful per upload, plus four per APPEND attempt
+//! (`SegmentStarted`, then `SegmentDone` or `Retry`, each followed by a `Progress`) and one
+//! per STATUS poll. Attempts are bounded by segments × the retry policy's per-segment cap,
+//! and further by its upload-wide budget; STATUS polls by the processing deadline. For a live byte count between events, poll
+//! [`UploadHandle::progress`](super::UploadHandle::progress).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorKind;
+use crate::protocol::{MediaId, ProcessingState};
+
+/// A snapshot of an upload's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Payload bytes whose APPEND returned 2xx.
+    pub bytes_acked: u64,
+    /// The size of the source.
+    pub total_bytes: u64,
+    /// Payload bytes of the APPENDs in flight that the protocol reports as written to the
+    /// connection (0 for a protocol that does not report progress).
+    pub bytes_in_flight: u64,
+    /// The size of the most recently planned segment.
+    pub chunk_size: u64,
+    /// APPENDs in flight.
+    pub in_flight: usize,
+    /// APPENDs the strategy allows in flight.
+    pub max_in_flight: usize,
+    /// Segments acknowledged.
+    pub segments_done: u32,
+    /// Segments planned so far.
+    pub segments_planned: u32,
+}
+
+/// One step of an upload, in the order they happen.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum UploadEvent {
+    /// The upload task started and the source passed its checks.
+    Started {
+        /// The size of the source.
+        total_bytes: u64,
+    },
+    /// INIT returned a media id.
+    Initialized {
+        /// The new media id.
+        media_id: MediaId,
+        /// The media key, when the server sent one.
+        media_key: Option<String>,
+        /// Seconds before the id expires, when the server said.
+        expires: Option<Duration>,
+    },
+    /// An APPEND attempt was started (for attempt 1, the segment is read first).
+    SegmentStarted {
+        /// The segment index.
+        index: u32,
+        /// Offset of the segment in the source.
+        offset: u64,
+        /// Payload bytes.
+        len: u64,
+        /// 1 for the first attempt, 2 for the first retry, ...
+        attempt: u32,
+    },
+    /// Counts changed (after a segment started, finished or failed).
+    Progress(Progress),
+    /// A segment's APPEND returned 2xx.
+    SegmentDone {
+        /// The segment index.
+        index: u32,
+        /// Payload bytes.
+        len: u64,
+        /// Time from request start to response of the successful attempt.
+        latency: Duration,
+        /// Which attempt succeeded.
+        attempt: u32,
+    },
+    /// An APPEND attempt failed and the segment will be sent again after `delay`.
+    Retry {
+        /// The segment index.
+        index: u32,
+        /// The attempt that failed (the retry will be `attempt + 1`).
+        attempt: u32,
+        /// How long the segment waits before it is sent again.
+        delay: Duration,
+        /// The failure, as text.
+        error: String,
+    },
+    /// Every segment was acknowledged; FINALIZE is being sent.
+    Finalizing,
+    /// The server is processing the media; the next STATUS is sent after `check_after`.
+    Processing {
+        /// The processing state.
+        state: ProcessingState,
+        /// Progress 0–100, when the server sent one.
+        progress_percent: Option<u8>,
+        /// The wait before the next STATUS.
+        check_after: Duration,
+    },
+    /// The media is ready to use.
+    Completed {
+        /// The media id.
+        media_id: MediaId,
+    },
+    /// The upload failed; [`UploadHandle::join`](super::UploadHandle::join) returns the error.
+    Failed {
+        /// The kind of the error.
+        kind: ErrorKind,
+        /// The error, as text.
+        error: String,
+    },
+}

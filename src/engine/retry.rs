@@ -1,0 +1,348 @@
+//! Retries: which failures are retried, how long to wait, and how many retries an upload may
+//! spend. See [`RetryPolicy`].
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Default attempts per request (the first one included): 5.
+///
+/// Source: boto3's `num_download_attempts` 5, Mux UpChunk's 5 attempts and aws-c-s3's 5
+/// retries (adaptive-anchors.md §1 rows 5, 7, 11); more forgiving than AWS TM's 3 because
+/// mobile links fail more often, while the upload-wide budget bounds the total.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Default backoff base for transient failures (timeouts, transport errors, 5xx): 100 ms.
+///
+/// Source: aws-s3-transfer-manager-rs `retry.md` (adaptive-anchors.md §2.3).
+pub const DEFAULT_TRANSIENT_BASE: Duration = Duration::from_millis(100);
+
+/// Default backoff base for throttling (429): 1 s.
+///
+/// Source: aws-s3-transfer-manager-rs `retry.md` (adaptive-anchors.md §2.3).
+pub const DEFAULT_THROTTLE_BASE: Duration = Duration::from_secs(1);
+
+/// Default cap of one backoff delay: 5 s (a server's `Retry-After` may ask for longer and is
+/// honoured).
+///
+/// Source: aws-s3-transfer-manager-rs `retry.md` (adaptive-anchors.md §2.3).
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// Default upload-wide retry budget as a share of the segments: 20 %.
+///
+/// Source: reqwest's retry budget, `max_extra_load` 20 % by default (style.md §4b).
+pub const DEFAULT_BUDGET_RATIO: f64 = 0.2;
+
+/// Default floor of the upload-wide retry budget: 10 retries, so a small upload still
+/// survives a short outage.
+///
+/// Source: reasonable default; equal to rclone's `--low-level-retries` 10
+/// (adaptive-anchors.md §2.6).
+pub const DEFAULT_BUDGET_MIN: u32 = 10;
+
+/// The most attempts per request a configuration may ask for.
+///
+/// Source: reasonable default; beyond this a segment that keeps failing is a broken server
+/// or link, and retrying only spends the user's data.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+/// The largest backoff cap or base a configuration may ask for: 1 hour.
+///
+/// Source: reasonable default; a longer wait is indistinguishable from a hung upload.
+pub const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The largest budget ratio a configuration may ask for: 10 retries per segment.
+///
+/// Source: reasonable default; twice the per-segment cap's default is already generous.
+pub const MAX_BUDGET_RATIO: f64 = 10.0;
+
+/// How failed requests are retried.
+///
+/// A failed APPEND is retried alone, with the same `segment_index` and the same bytes. Each
+/// retry waits an exponential backoff with *full jitter*,
+/// `delay = U[0, min(cap, base · 2^retry)]`, with a short base for transient failures
+/// (timeouts, transport errors, 5xx) and a longer one for throttling (429); a 429 waits at
+/// least as long as the server asked (`Retry-After` / `x-rate-limit-reset`).
+///
+/// # Why a budget and not only a per-segment cap
+///
+/// When the link or the server degrades, every segment starts failing at once. With only a
+/// per-segment attempt cap, an upload of 1000 segments may then send up to five times its
+/// size before giving up, which on a metered mobile link is the user's money, and keeps a
+/// struggling server busy (a retry storm). So besides the per-segment cap, the whole upload
+/// may spend at most `max(budget_min, budget_ratio × segments)` retries, after which it
+/// fails with [`ErrorKind::RetryBudgetExhausted`](crate::ErrorKind::RetryBudgetExhausted)
+/// carrying the last failure as its source.
+///
+/// # Defaults
+///
+/// | field | default | source |
+/// |---|---|---|
+/// | `max_attempts` | 5 | [`DEFAULT_MAX_ATTEMPTS`] |
+/// | `transient_base` | 100 ms | [`DEFAULT_TRANSIENT_BASE`] |
+/// | `throttle_base` | 1 s | [`DEFAULT_THROTTLE_BASE`] |
+/// | `max_delay` | 5 s | [`DEFAULT_MAX_DELAY`] |
+/// | `budget_ratio` | 0.2 | [`DEFAULT_BUDGET_RATIO`] |
+/// | `budget_min` | 10 | [`DEFAULT_BUDGET_MIN`] |
+/// | `seed` | none (from the OS) | |
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first one included (≥ 1). A segment that fails this many
+    /// times ends the upload with its last error.
+    pub max_attempts: u32,
+    /// Backoff base for transient failures.
+    pub transient_base: Duration,
+    /// Backoff base after a 429.
+    pub throttle_base: Duration,
+    /// Cap of one backoff delay (not of a server's `Retry-After`).
+    pub max_delay: Duration,
+    /// Upload-wide retries allowed, as a share of the segments.
+    pub budget_ratio: f64,
+    /// Upload-wide retries allowed at least.
+    pub budget_min: u32,
+    /// Seed of the jitter; `None` draws one from the OS. Set it for reproducible runs.
+    pub seed: Option<u64>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            transient_base: DEFAULT_TRANSIENT_BASE,
+            throttle_base: DEFAULT_THROTTLE_BASE,
+            max_delay: DEFAULT_MAX_DELAY,
+            budget_ratio: DEFAULT_BUDGET_RATIO,
+            budget_min: DEFAULT_BUDGET_MIN,
+            seed: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The same policy with a fixed jitter seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Checks that every value is in range.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidConfig`] if `max_attempts` is 0 or above [`MAX_ATTEMPTS_LIMIT`],
+    /// a delay is above [`MAX_DELAY_LIMIT`], a base exceeds the cap, or `budget_ratio` is
+    /// not a number in `[0, MAX_BUDGET_RATIO]`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::new(ErrorKind::InvalidConfig, msg));
+        if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS_LIMIT {
+            return bad(format!(
+                "retry max_attempts is {}; it must be between 1 and {MAX_ATTEMPTS_LIMIT}",
+                self.max_attempts
+            ));
+        }
+        if self.max_delay > MAX_DELAY_LIMIT {
+            return bad(format!(
+                "retry max_delay is {:?}; it must be at most {MAX_DELAY_LIMIT:?}",
+                self.max_delay
+            ));
+        }
+        if self.transient_base > self.max_delay || self.throttle_base > self.max_delay {
+            return bad(format!(
+                "retry bases ({:?} transient, {:?} throttle) must not exceed max_delay {:?}",
+                self.transient_base, self.throttle_base, self.max_delay
+            ));
+        }
+        if !(0.0..=MAX_BUDGET_RATIO).contains(&self.budget_ratio) {
+            return bad(format!(
+                "retry budget_ratio is {}; it must be between 0 and {MAX_BUDGET_RATIO}",
+                self.budget_ratio
+            ));
+        }
+        Ok(())
+    }
+
+    /// The upload-wide retry budget for an upload of `segments` segments.
+    ///
+    /// ```
+    /// use chunkwise::engine::RetryPolicy;
+    /// let p = RetryPolicy::default();
+    /// assert_eq!(p.budget(10), 10);
+    /// assert_eq!(p.budget(1000), 200);
+    /// ```
+    pub fn budget(&self, segments: u32) -> u32 {
+        // budget_ratio is validated to [0, 10], so the product fits comfortably in f64 and
+        // the cast back saturates at worst.
+        let share = (f64::from(segments) * self.budget_ratio).ceil() as u32;
+        share.max(self.budget_min)
+    }
+}
+
+/// Backoff delays with full jitter from a seeded RNG.
+///
+/// Hand-written rather than built on `backon`: backon's jitter *adds* `U(0, d)` to the
+/// exponential delay instead of drawing the whole delay from `U[0, d]` (AWS's full jitter),
+/// and its `Retry` wrapper owns the loop, while here the engine's scheduler owns it: each
+/// attempt is reported to the [`Strategy`](crate::scheduler::Strategy) and a retry waits in
+/// the scheduler's queue, not in a sleeping future.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    rng: StdRng,
+    transient_base: Duration,
+    throttle_base: Duration,
+    max_delay: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(policy: &RetryPolicy) -> Self {
+        let rng = match policy.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Backoff {
+            rng,
+            transient_base: policy.transient_base,
+            throttle_base: policy.throttle_base,
+            max_delay: policy.max_delay,
+        }
+    }
+
+    /// The delay before retry number `retry` (0 for the first retry) of a request:
+    /// `U[0, min(cap, base · 2^retry)]`, and at least `retry_after` when the server gave one.
+    pub(crate) fn delay(
+        &mut self,
+        retry: u32,
+        throttled: bool,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let base = if throttled {
+            self.throttle_base
+        } else {
+            self.transient_base
+        };
+        let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
+        let ceiling = base.saturating_mul(factor).min(self.max_delay);
+        let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        let jittered = Duration::from_nanos(self.rng.random_range(0..=ceiling_nanos));
+        retry_after.map_or(jittered, |ra| jittered.max(ra))
+    }
+}
+
+/// The upload-wide retry counter.
+#[derive(Debug)]
+pub(crate) struct RetryBudget {
+    spent: u32,
+}
+
+impl RetryBudget {
+    pub(crate) fn new() -> Self {
+        RetryBudget { spent: 0 }
+    }
+
+    /// Spends one retry if `limit` allows it.
+    pub(crate) fn try_spend(&mut self, limit: u32) -> bool {
+        if self.spent < limit {
+            self.spent += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn spent(&self) -> u32 {
+        self.spent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_under_the_exponential_ceiling() {
+        let mut b = Backoff::new(&RetryPolicy::default().with_seed(7));
+        for retry in 0..10 {
+            let ceiling = (DEFAULT_TRANSIENT_BASE * 2u32.pow(retry)).min(DEFAULT_MAX_DELAY);
+            for _ in 0..50 {
+                assert!(b.delay(retry, false, None) <= ceiling);
+            }
+            let throttle = (DEFAULT_THROTTLE_BASE * 2u32.pow(retry)).min(DEFAULT_MAX_DELAY);
+            assert!(b.delay(retry, true, None) <= throttle);
+        }
+        // Huge retry numbers saturate instead of overflowing.
+        assert!(b.delay(u32::MAX, false, None) <= DEFAULT_MAX_DELAY);
+    }
+
+    #[test]
+    fn jitter_is_spread_and_reproducible() {
+        let draw = |seed| {
+            let mut b = Backoff::new(&RetryPolicy::default().with_seed(seed));
+            (0..100)
+                .map(|_| b.delay(5, false, None))
+                .collect::<Vec<_>>()
+        };
+        let a = draw(1);
+        assert_eq!(a, draw(1));
+        assert_ne!(a, draw(2));
+        // Full jitter: draws fall in both halves of [0, 3.2 s].
+        let half = Duration::from_millis(1600);
+        assert!(a.iter().any(|d| *d < half));
+        assert!(a.iter().any(|d| *d > half));
+    }
+
+    #[test]
+    fn retry_after_is_a_floor() {
+        let mut b = Backoff::new(&RetryPolicy::default().with_seed(3));
+        let ra = Duration::from_secs(30);
+        assert_eq!(b.delay(0, true, Some(ra)), ra);
+    }
+
+    #[test]
+    fn validation_rejects_out_of_range_values() {
+        assert!(RetryPolicy::default().validate().is_ok());
+        let cases = [
+            RetryPolicy {
+                max_attempts: 0,
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                max_attempts: MAX_ATTEMPTS_LIMIT + 1,
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                transient_base: Duration::from_secs(10),
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                max_delay: Duration::from_secs(7200),
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                budget_ratio: f64::NAN,
+                ..RetryPolicy::default()
+            },
+            RetryPolicy {
+                budget_ratio: -0.5,
+                ..RetryPolicy::default()
+            },
+        ];
+        for p in cases {
+            assert_eq!(
+                p.validate().unwrap_err().kind(),
+                ErrorKind::InvalidConfig,
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn budget_counts_down() {
+        let mut b = RetryBudget::new();
+        assert!(b.try_spend(2));
+        assert!(b.try_spend(2));
+        assert!(!b.try_spend(2));
+        assert_eq!(b.spent(), 2);
+    }
+}
