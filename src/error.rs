@@ -235,12 +235,6 @@ impl Error {
         self.inner.source = Some(source.into());
         self
     }
-
-    /// Change the kind, keeping everything else (used when a retry loop gives up).
-    pub(crate) fn into_kind(mut self, kind: ErrorKind) -> Self {
-        self.inner.kind = kind;
-        self
-    }
 }
 
 impl fmt::Debug for Error {
