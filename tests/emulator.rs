@@ -37,7 +37,7 @@ fn forged() -> Credentials {
 }
 
 #[derive(Clone, Copy)]
-enum Auth {
+enum Who {
     OAuth,
     Forged,
     Bearer,
@@ -119,17 +119,17 @@ impl T {
     fn authorize(
         &self,
         rb: reqwest::RequestBuilder,
-        auth: Auth,
+        auth: Who,
         method: &str,
         url: &url::Url,
         form: &[(String, String)],
     ) -> reqwest::RequestBuilder {
         let value = match auth {
-            Auth::OAuth => oauth().authorization(method, url, form),
-            Auth::Forged => forged().authorization(method, url, form),
-            Auth::Bearer => format!("Bearer {BEARER}"),
-            Auth::BadBearer => "Bearer not-the-token".to_string(),
-            Auth::None => return rb,
+            Who::OAuth => oauth().authorization(method, url, form),
+            Who::Forged => forged().authorization(method, url, form),
+            Who::Bearer => format!("Bearer {BEARER}"),
+            Who::BadBearer => "Bearer not-the-token".to_string(),
+            Who::None => return rb,
         };
         rb.header("authorization", value)
     }
@@ -144,14 +144,14 @@ impl T {
     }
 
     /// A v1.1 GET (STATUS), query signed.
-    async fn v1_get(&self, query: &[(&str, &str)], auth: Auth) -> Resp {
+    async fn v1_get(&self, query: &[(&str, &str)], auth: Who) -> Resp {
         let url = self.url("/1.1/media/upload.json", query);
         let rb = self.http.get(url.clone());
         T::send(self.authorize(rb, auth, "GET", &url, &[])).await
     }
 
     /// A v1.1 urlencoded POST; the body parameters are signed.
-    async fn v1_form(&self, pairs: &[(&str, &str)], auth: Auth) -> Resp {
+    async fn v1_form(&self, pairs: &[(&str, &str)], auth: Who) -> Resp {
         let url = self.url("/1.1/media/upload.json", &[]);
         let form: Vec<(String, String)> = pairs
             .iter()
@@ -169,21 +169,21 @@ impl T {
     }
 
     /// A v1.1 multipart POST; only the query is signed.
-    async fn v1_multipart(&self, query: &[(&str, &str)], form: Form, auth: Auth) -> Resp {
+    async fn v1_multipart(&self, query: &[(&str, &str)], form: Form, auth: Who) -> Resp {
         let url = self.url("/1.1/media/upload.json", query);
         let rb = self.http.post(url.clone()).multipart(form);
         T::send(self.authorize(rb, auth, "POST", &url, &[])).await
     }
 
     /// A v2 POST with a JSON body.
-    async fn v2_json(&self, path: &str, body: &Value, auth: Auth) -> Resp {
+    async fn v2_json(&self, path: &str, body: &Value, auth: Who) -> Resp {
         let url = self.url(path, &[]);
         let rb = self.http.post(url.clone()).json(body);
         T::send(self.authorize(rb, auth, "POST", &url, &[])).await
     }
 
     /// A v2 POST with a multipart body.
-    async fn v2_multipart(&self, path: &str, form: Form, auth: Auth) -> Resp {
+    async fn v2_multipart(&self, path: &str, form: Form, auth: Who) -> Resp {
         let url = self.url(path, &[]);
         let rb = self.http.post(url.clone()).multipart(form);
         T::send(self.authorize(rb, auth, "POST", &url, &[])).await
@@ -195,7 +195,7 @@ impl T {
         path: &str,
         content_type: Option<&str>,
         body: Vec<u8>,
-        auth: Auth,
+        auth: Who,
     ) -> Resp {
         let url = self.url(path, &[]);
         let mut rb = self.http.post(url.clone()).body(body);
@@ -206,7 +206,7 @@ impl T {
     }
 
     /// `GET /2/media/upload?command=STATUS&media_id=`.
-    async fn v2_status(&self, id: &str, auth: Auth) -> Resp {
+    async fn v2_status(&self, id: &str, auth: Who) -> Resp {
         let url = self.url(
             "/2/media/upload",
             &[("command", "STATUS"), ("media_id", id)],
@@ -224,7 +224,7 @@ impl T {
         if let Some(c) = category {
             form = form.text("media_category", c.to_string());
         }
-        let r = self.v1_multipart(&[], form, Auth::OAuth).await;
+        let r = self.v1_multipart(&[], form, Who::OAuth).await;
         assert_eq!(r.status, 202, "{}", r.body);
         r.json()["media_id_string"].as_str().unwrap().to_string()
     }
@@ -236,11 +236,11 @@ impl T {
             .text("media_id", id.to_string())
             .text("segment_index", index.to_string())
             .part("media", Part::bytes(data.to_vec()));
-        self.v1_multipart(&[], form, Auth::OAuth).await
+        self.v1_multipart(&[], form, Who::OAuth).await
     }
 
     async fn v1_finalize(&self, id: &str) -> Resp {
-        self.v1_form(&[("command", "FINALIZE"), ("media_id", id)], Auth::OAuth)
+        self.v1_form(&[("command", "FINALIZE"), ("media_id", id)], Who::OAuth)
             .await
     }
 
@@ -251,14 +251,14 @@ impl T {
             body["media_category"] = json!(c);
         }
         let r = self
-            .v2_json("/2/media/upload/initialize", &body, Auth::Bearer)
+            .v2_json("/2/media/upload/initialize", &body, Who::Bearer)
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()["data"]["id"].as_str().unwrap().to_string()
     }
 
     /// v2 multipart APPEND.
-    async fn v2_append(&self, id: &str, index: u32, data: &[u8], auth: Auth) -> Resp {
+    async fn v2_append(&self, id: &str, index: u32, data: &[u8], auth: Who) -> Resp {
         let form = Form::new()
             .text("segment_index", index.to_string())
             .part("media", Part::bytes(data.to_vec()));
@@ -272,7 +272,7 @@ impl T {
             &format!("/2/media/upload/{id}/finalize"),
             None,
             Vec::new(),
-            Auth::Bearer,
+            Who::Bearer,
         )
         .await
     }
@@ -354,7 +354,7 @@ async fn v1_chunked_flow_out_of_order_matches_the_source() {
                 ("segment_index", "1"),
                 ("media_data", &b64(chunks[1])),
             ],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
@@ -373,7 +373,7 @@ async fn v1_chunked_flow_out_of_order_matches_the_source() {
     assert_eq!(t.emu.media_bytes(&mid).await.unwrap(), data);
     // Synchronous media has no STATUS: v1.1 answers 404.
     let r = t
-        .v1_get(&[("command", "STATUS"), ("media_id", &id)], Auth::OAuth)
+        .v1_get(&[("command", "STATUS"), ("media_id", &id)], Who::OAuth)
         .await;
     assert_eq!(r.status, 404, "{}", r.body);
     t.emu.shutdown().await;
@@ -387,7 +387,7 @@ async fn v1_init_response_shape() {
         .text("total_bytes", "10")
         .text("media_type", "video/mp4")
         .text("media_category", "TWEET_VIDEO");
-    let r = t.v1_multipart(&[], form, Auth::OAuth).await;
+    let r = t.v1_multipart(&[], form, Who::OAuth).await;
     assert_eq!(r.status, 202);
     let j = r.json();
     let id = j["media_id_string"].as_str().unwrap();
@@ -410,7 +410,7 @@ async fn v1_init_response_shape() {
                 ("media_type", "image/png"),
             ],
             Form::new().text("shared", "false"),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
@@ -437,7 +437,7 @@ async fn v1_async_video_goes_pending_in_progress_succeeded() {
                 ("media_type", "video/mp4"),
                 ("media_category", "tweet_video"),
             ],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
@@ -452,7 +452,7 @@ async fn v1_async_video_goes_pending_in_progress_succeeded() {
     let mut states = Vec::new();
     for _ in 0..3 {
         let r = t
-            .v1_get(&[("command", "STATUS"), ("media_id", &id)], Auth::OAuth)
+            .v1_get(&[("command", "STATUS"), ("media_id", &id)], Who::OAuth)
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         states.push(r.json());
@@ -478,16 +478,16 @@ async fn failed_processing_is_reported_with_http_200() {
     }))
     .await;
     let id = t.v2_init(4, "video/webm", Some("tweet_video")).await;
-    assert_eq!(t.v2_append(&id, 0, b"webm", Auth::Bearer).await.status, 200);
+    assert_eq!(t.v2_append(&id, 0, b"webm", Who::Bearer).await.status, 200);
     assert_eq!(
         t.v2_finalize(&id).await.json()["data"]["processing_info"]["state"],
         "pending"
     );
     assert_eq!(
-        t.v2_status(&id, Auth::Bearer).await.json()["data"]["processing_info"]["state"],
+        t.v2_status(&id, Who::Bearer).await.json()["data"]["processing_info"]["state"],
         "in_progress"
     );
-    let r = t.v2_status(&id, Auth::Bearer).await;
+    let r = t.v2_status(&id, Who::Bearer).await;
     assert_eq!(r.status, 200);
     let d = &r.json()["data"];
     assert_eq!(
@@ -511,7 +511,7 @@ async fn v2_flow_with_multipart_and_json_appends() {
         .v2_json(
             "/2/media/upload/initialize",
             &json!({ "total_bytes": data.len(), "media_type": "video/mp4", "media_category": "amplify_video", "shared": false, "additional_owners": ["12"] }),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -525,12 +525,12 @@ async fn v2_flow_with_multipart_and_json_appends() {
     // Out of order: multipart for odd indices, JSON base64 for even ones.
     for i in (0..chunks.len()).rev() {
         let r = if i % 2 == 1 {
-            t.v2_append(&id, i as u32, chunks[i], Auth::OAuth).await
+            t.v2_append(&id, i as u32, chunks[i], Who::OAuth).await
         } else {
             t.v2_json(
                 &format!("/2/media/upload/{id}/append"),
                 &json!({ "media": b64(chunks[i]), "segment_index": i }),
-                Auth::OAuth,
+                Who::OAuth,
             )
             .await
         };
@@ -542,7 +542,7 @@ async fn v2_flow_with_multipart_and_json_appends() {
         .v2_json(
             &format!("/2/media/upload/{id}/finalize"),
             &json!({}),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -550,15 +550,15 @@ async fn v2_flow_with_multipart_and_json_appends() {
     assert_eq!(d["size"], json!(200_000));
     assert_eq!(d["expires_after_secs"], json!(86_400));
     assert_eq!(d["processing_info"]["state"], "pending");
-    let r = t.v2_status(&id, Auth::OAuth).await;
+    let r = t.v2_status(&id, Who::OAuth).await;
     assert_eq!(r.json()["data"]["processing_info"]["state"], "in_progress");
-    let r = t.v2_status(&id, Auth::OAuth).await;
+    let r = t.v2_status(&id, Who::OAuth).await;
     let d = r.json()["data"].clone();
     assert_eq!(d["processing_info"]["state"], "succeeded");
     assert_eq!(d["video"]["video_type"], "video/mp4");
     // Another user cannot see the media.
     assert_v2_invalid(
-        &t.v2_status(&id, Auth::Bearer).await,
+        &t.v2_status(&id, Who::Bearer).await,
         "BadRequest: Not found",
     );
     // A repeated FINALIZE answers the current state.
@@ -567,7 +567,7 @@ async fn v2_flow_with_multipart_and_json_appends() {
             &format!("/2/media/upload/{id}/finalize"),
             None,
             vec![],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_eq!(
@@ -585,9 +585,7 @@ async fn simple_uploads_v1_and_v2() {
     let t = T::default().await;
     let image = png(640, 480);
     // v1.1 urlencoded `media_data` (the official sample), no category: no media_key.
-    let r = t
-        .v1_form(&[("media_data", &b64(&image))], Auth::OAuth)
-        .await;
+    let r = t.v1_form(&[("media_data", &b64(&image))], Who::OAuth).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     assert!(j.get("media_key").is_none());
@@ -603,46 +601,42 @@ async fn simple_uploads_v1_and_v2() {
     );
     // Bytes that are no image.
     let r = t
-        .v1_form(&[("media_data", &b64(b"not an image"))], Auth::OAuth)
+        .v1_form(&[("media_data", &b64(b"not an image"))], Who::OAuth)
         .await;
     assert_legacy(&r, 400, "media type unrecognized.");
     // Too large for an image: code 324.
     let mut big = png(1, 1);
     big.resize(5 * 1024 * 1024 + 1, 0);
     let r = t
-        .v1_multipart(
-            &[],
-            Form::new().part("media", Part::bytes(big)),
-            Auth::OAuth,
-        )
+        .v1_multipart(&[], Form::new().part("media", Part::bytes(big)), Who::OAuth)
         .await;
     assert_v1_code(&r, 400, 324, "Image file size must be <= 5242880 bytes");
     // v2 one-shot, multipart, category in the body.
     let form = Form::new()
         .text("media_category", "tweet_image")
         .part("media", Part::bytes(image.clone()));
-    let r = t.v2_multipart("/2/media/upload", form, Auth::Bearer).await;
+    let r = t.v2_multipart("/2/media/upload", form, Who::Bearer).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let d = r.json()["data"].clone();
     assert!(d["media_key"].as_str().unwrap().starts_with("3_"));
     assert_eq!(d["image"]["w"], 640);
     // The category is required.
     let form = Form::new().part("media", Part::bytes(image.clone()));
-    let r = t.v2_multipart("/2/media/upload", form, Auth::Bearer).await;
+    let r = t.v2_multipart("/2/media/upload", form, Who::Bearer).await;
     assert_v2_invalid(&r, "The `media_category` field is required.");
     // JSON one-shot with base64 media.
     let r = t
         .v2_json(
             "/2/media/upload",
             &json!({ "media": b64(&image), "media_category": "dm_image", "additional_owners": "1,2" }),
-            Auth::Bearer,
+            Who::Bearer,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // STATUS on a synchronously finalized image: 400 Not found (xurl#18).
     let id = r.json()["data"]["id"].as_str().unwrap().to_string();
     assert_v2_invalid(
-        &t.v2_status(&id, Auth::Bearer).await,
+        &t.v2_status(&id, Who::Bearer).await,
         "BadRequest: Not found",
     );
     t.emu.shutdown().await;
@@ -657,7 +651,7 @@ async fn v1_auth_and_validation_errors() {
     };
     let t = T::start(Emulator::builder().config(cfg)).await;
     // Bad signature, bearer on v1.1, no auth: 401 code 32, with rate-limit headers.
-    for auth in [Auth::Forged, Auth::Bearer, Auth::None] {
+    for auth in [Who::Forged, Who::Bearer, Who::None] {
         let r = t
             .v1_get(&[("command", "STATUS"), ("media_id", "1")], auth)
             .await;
@@ -685,14 +679,14 @@ async fn v1_auth_and_validation_errors() {
     assert_eq!(r.status, 401);
     // A POSTed STATUS is a simple upload missing its media (codebird#252).
     let r = t
-        .v1_form(&[("command", "STATUS"), ("media_id", "1")], Auth::OAuth)
+        .v1_form(&[("command", "STATUS"), ("media_id", "1")], Who::OAuth)
         .await;
     assert_v1_code(&r, 400, 38, "media parameter is missing.");
     // Required fields, enum values, size against the category.
     let r = t
         .v1_form(
             &[("command", "INIT"), ("media_type", "video/mp4")],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_v1_code(&r, 400, 38, "total_bytes parameter is missing.");
@@ -704,7 +698,7 @@ async fn v1_auth_and_validation_errors() {
                 ("media_type", "video/mp4"),
                 ("media_category", "tweet_audio"),
             ],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_legacy(&r, 400, "media_category parameter is invalid.");
@@ -715,7 +709,7 @@ async fn v1_auth_and_validation_errors() {
                 ("total_bytes", "-5"),
                 ("media_type", "video/mp4"),
             ],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_legacy(&r, 400, "total_bytes parameter is invalid.");
@@ -727,11 +721,11 @@ async fn v1_auth_and_validation_errors() {
                 ("media_type", "image/gif"),
                 ("media_category", "tweet_gif"),
             ],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_legacy(&r, 400, "File size exceeds 15728640 bytes.");
-    let r = t.v1_form(&[("command", "JUMP")], Auth::OAuth).await;
+    let r = t.v1_form(&[("command", "JUMP")], Who::OAuth).await;
     assert_legacy(&r, 400, "command parameter is invalid.");
 
     let id = t.v1_init(30, "video/mp4", Some("tweet_video")).await;
@@ -746,7 +740,7 @@ async fn v1_auth_and_validation_errors() {
                 ("segment_index", "-1"),
                 ("media_data", "eA=="),
             ],
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_legacy(&r, 400, "SegmentIndex must be between 0 and 999.");
@@ -758,7 +752,7 @@ async fn v1_auth_and_validation_errors() {
         .text("segment_index", "0")
         .text("media_data", b64(b"abc"))
         .part("media", Part::bytes(b"abc".to_vec()));
-    let r = t.v1_multipart(&[], form, Auth::OAuth).await;
+    let r = t.v1_multipart(&[], form, Who::OAuth).await;
     assert_legacy(&r, 400, "media and media_data must not both be present.");
     let r = t.v1_append("123", 0, b"abc").await;
     assert_legacy(&r, 400, "Invalid media_id: Some(123).");
@@ -769,7 +763,7 @@ async fn v1_auth_and_validation_errors() {
         .text("media_id", id.clone())
         .text("segment_index", "0");
     assert_v1_code(
-        &t.v1_multipart(&[], form, Auth::OAuth).await,
+        &t.v1_multipart(&[], form, Who::OAuth).await,
         400,
         38,
         "media parameter is missing.",
@@ -796,7 +790,7 @@ async fn v1_auth_and_validation_errors() {
         .text("media_id", id.clone())
         .text("segment_index", "0")
         .part("media_data", Part::bytes(raw.to_vec()));
-    assert_eq!(t.v1_multipart(&[], form, Auth::OAuth).await.status, 204);
+    assert_eq!(t.v1_multipart(&[], form, Who::OAuth).await.status, 204);
     assert_legacy(
         &t.v1_finalize(&id).await,
         400,
@@ -819,7 +813,7 @@ async fn v2_auth_and_validation_errors() {
     let t = T::start(Emulator::builder().max_append_bytes(1024)).await;
     let init = "/2/media/upload/initialize";
     let ok = json!({ "total_bytes": 10, "media_type": "video/mp4" });
-    for auth in [Auth::Forged, Auth::BadBearer, Auth::None] {
+    for auth in [Who::Forged, Who::BadBearer, Who::None] {
         let r = t.v2_json(init, &ok, auth).await;
         assert_v2_problem(&r, 401, "Unauthorized");
         assert_rate_headers(&r);
@@ -830,7 +824,7 @@ async fn v2_auth_and_validation_errors() {
             init,
             Some("text/plain"),
             ok.to_string().into_bytes(),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_v2_invalid(&r, ct);
@@ -839,19 +833,19 @@ async fn v2_auth_and_validation_errors() {
             init,
             Some("application/json"),
             b"{nope".to_vec(),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_v2_invalid(&r, "Request body is not valid JSON.");
     let r = t
-        .raw_post(init, Some("application/json"), b"[1]".to_vec(), Auth::OAuth)
+        .raw_post(init, Some("application/json"), b"[1]".to_vec(), Who::OAuth)
         .await;
     assert_v2_invalid(&r, "Request body must be a JSON object.");
     let r = t
         .v2_json(
             init,
             &json!({ "total_bytes": 10, "media_type": "video/mp4", "colour": "red" }),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_eq!(r.status, 400);
@@ -862,26 +856,26 @@ async fn v2_auth_and_validation_errors() {
             .contains("unknown field `colour`")
     );
     let r = t
-        .v2_json(init, &json!({ "media_type": "video/mp4" }), Auth::OAuth)
+        .v2_json(init, &json!({ "media_type": "video/mp4" }), Who::OAuth)
         .await;
     assert_v2_invalid(&r, "The `total_bytes` field is required.");
     let r = t
         .v2_json(
             init,
             &json!({ "total_bytes": 10, "media_type": "video/avi" }),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_v2_invalid(&r, "The `media_type` field is invalid.");
     let r = t
-        .v2_json(init, &json!({ "total_bytes": 10, "media_type": "video/mp4", "media_category": "TWEET_VIDEO" }), Auth::OAuth)
+        .v2_json(init, &json!({ "total_bytes": 10, "media_type": "video/mp4", "media_category": "TWEET_VIDEO" }), Who::OAuth)
         .await;
     assert_v2_invalid(&r, "The `media_category` field is invalid.");
     let r = t
         .v2_json(
             init,
             &json!({ "total_bytes": 5_242_881, "media_type": "image/png" }),
-            Auth::OAuth,
+            Who::OAuth,
         )
         .await;
     assert_v2_invalid(&r, "File size exceeds 5242880 bytes.");
@@ -895,7 +889,7 @@ async fn v2_auth_and_validation_errors() {
             &append,
             Some("multipart/form-data, boundary=XyZ"),
             body.clone(),
-            Auth::Bearer,
+            Who::Bearer,
         )
         .await;
     assert_v2_invalid(&r, ct);
@@ -904,42 +898,42 @@ async fn v2_auth_and_validation_errors() {
             &append,
             Some("multipart/form-data; boundary=XyZ"),
             body,
-            Auth::Bearer,
+            Who::Bearer,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_v2_invalid(
-        &t.v2_append(&id, 1000, b"x", Auth::Bearer).await,
+        &t.v2_append(&id, 1000, b"x", Who::Bearer).await,
         "SegmentIndex must be between 0 and 999.",
     );
     assert_v2_invalid(
-        &t.v2_append(&id, 1, &[0u8; 1025], Auth::Bearer).await,
+        &t.v2_append(&id, 1, &[0u8; 1025], Who::Bearer).await,
         "Segment size exceeds 1024 bytes.",
     );
     let r = t
-        .v2_json(&append, &json!({ "segment_index": 1 }), Auth::Bearer)
+        .v2_json(&append, &json!({ "segment_index": 1 }), Who::Bearer)
         .await;
     assert_v2_invalid(&r, "The `media` field is required.");
     let r = t
         .v2_json(
             &append,
             &json!({ "segment_index": "2", "media": "%%%" }),
-            Auth::Bearer,
+            Who::Bearer,
         )
         .await;
     assert_v2_invalid(&r, "The `media` field is invalid.");
     assert_v2_invalid(
-        &t.v2_append("1234", 0, b"x", Auth::Bearer).await,
+        &t.v2_append("1234", 0, b"x", Who::Bearer).await,
         "BadRequest: Not found",
     );
     assert_v2_invalid(
-        &t.v2_append("12x", 0, b"x", Auth::Bearer).await,
+        &t.v2_append("12x", 0, b"x", Who::Bearer).await,
         "BadRequest: Not found",
     );
     // FINALIZE: a JSON body must be an object; gaps fail.
     let fin = format!("/2/media/upload/{id}/finalize");
     let r = t
-        .raw_post(&fin, Some("application/json"), b"[]".to_vec(), Auth::Bearer)
+        .raw_post(&fin, Some("application/json"), b"[]".to_vec(), Who::Bearer)
         .await;
     assert_v2_invalid(&r, "Request body must be a JSON object.");
     assert_v2_invalid(
@@ -948,16 +942,16 @@ async fn v2_auth_and_validation_errors() {
     );
     // STATUS before FINALIZE, or on an unknown id.
     assert_v2_invalid(
-        &t.v2_status(&id, Auth::Bearer).await,
+        &t.v2_status(&id, Who::Bearer).await,
         "BadRequest: Not found",
     );
     assert_v2_invalid(
-        &t.v2_status("999", Auth::Bearer).await,
+        &t.v2_status("999", Who::Bearer).await,
         "BadRequest: Not found",
     );
     // Unknown paths.
     let r = t
-        .raw_post("/2/media/nothing", None, vec![], Auth::OAuth)
+        .raw_post("/2/media/nothing", None, vec![], Who::OAuth)
         .await;
     assert_eq!(r.status, 404);
     t.emu.shutdown().await;
@@ -975,7 +969,7 @@ async fn expired_ids_are_rejected() {
         &format!("Invalid media_id: Some({v1})."),
     );
     // The v2 id (86399 s) is still alive.
-    assert_eq!(t.v2_append(&v2, 0, b"abc", Auth::Bearer).await.status, 200);
+    assert_eq!(t.v2_append(&v2, 0, b"abc", Who::Bearer).await.status, 200);
     t.emu.advance_clock(Duration::from_secs(86_400));
     assert_v2_invalid(&t.v2_finalize(&v2).await, "BadRequest: Not found");
     t.emu.shutdown().await;
@@ -989,12 +983,12 @@ async fn per_user_rate_limits_answer_429_with_headers() {
         ..RateLimitConfig::default()
     }))
     .await;
-    let a = t.v2_status("1", Auth::Bearer).await;
+    let a = t.v2_status("1", Who::Bearer).await;
     assert_eq!(a.header("x-rate-limit-limit"), Some("2"));
     assert_eq!(a.header("x-rate-limit-remaining"), Some("1"));
-    let b = t.v2_status("1", Auth::Bearer).await;
+    let b = t.v2_status("1", Who::Bearer).await;
     assert_eq!(b.header("x-rate-limit-remaining"), Some("0"));
-    let c = t.v2_status("1", Auth::Bearer).await;
+    let c = t.v2_status("1", Who::Bearer).await;
     assert_v2_problem(&c, 429, "Too Many Requests");
     assert_eq!(c.header("x-rate-limit-remaining"), Some("0"));
     assert_eq!(
@@ -1003,20 +997,20 @@ async fn per_user_rate_limits_answer_429_with_headers() {
     );
     // OAuth user 4242 has its own window.
     assert_eq!(
-        t.v2_status("1", Auth::OAuth)
+        t.v2_status("1", Who::OAuth)
             .await
             .header("x-rate-limit-remaining"),
         Some("1")
     );
-    t.v1_get(&[("command", "STATUS"), ("media_id", "1")], Auth::OAuth)
+    t.v1_get(&[("command", "STATUS"), ("media_id", "1")], Who::OAuth)
         .await;
     let r = t
-        .v1_get(&[("command", "STATUS"), ("media_id", "1")], Auth::OAuth)
+        .v1_get(&[("command", "STATUS"), ("media_id", "1")], Who::OAuth)
         .await;
     assert_v1_code(&r, 429, 88, "Rate limit exceeded");
     // After the window the limit resets.
     t.emu.advance_clock(Duration::from_secs(15 * 60));
-    assert_eq!(t.v2_status("1", Auth::Bearer).await.status, 400);
+    assert_eq!(t.v2_status("1", Who::Bearer).await.status, 400);
     t.emu.shutdown().await;
 }
 
@@ -1032,7 +1026,7 @@ async fn five_xx_run(seed: u64) -> (Vec<u16>, Vec<Option<FaultKind>>) {
     let id = t.v2_init(200, "video/mp4", None).await;
     let mut statuses = Vec::new();
     for i in 0..200u32 {
-        statuses.push(t.v2_append(&id, i, b"x", Auth::Bearer).await.status);
+        statuses.push(t.v2_append(&id, i, b"x", Who::Bearer).await.status);
     }
     let faults = t
         .emu
@@ -1091,7 +1085,7 @@ async fn rate_limit_bursts_carry_retry_after_and_reset() {
     let id = t.v2_init(10, "video/mp4", None).await;
     let mut statuses = Vec::new();
     for i in 0..6u32 {
-        let r = t.v2_append(&id, i, b"x", Auth::Bearer).await;
+        let r = t.v2_append(&id, i, b"x", Who::Bearer).await;
         if r.status == 429 {
             assert_v2_problem(&r, 429, "Too Many Requests");
             assert_eq!(r.header("retry-after"), Some("2"));
@@ -1182,7 +1176,7 @@ async fn request_log_records_every_request_in_order() {
     t.v1_append(&id, 1, b"def").await;
     t.v1_append(&id, 0, b"abc").await;
     t.v1_finalize(&id).await;
-    t.v2_status("77", Auth::Forged).await;
+    t.v2_status("77", Who::Forged).await;
     let log = t.emu.request_log();
     let got: Vec<_> = log
         .iter()
@@ -1259,14 +1253,11 @@ async fn spilled_media_has_the_same_sha256() {
     let data = payload(40 * 1024, 5);
     let id = t.v2_init(data.len(), "video/mp4", None).await;
     for (i, c) in data.chunks(4096).enumerate().rev() {
-        assert_eq!(
-            t.v2_append(&id, i as u32, c, Auth::Bearer).await.status,
-            200
-        );
+        assert_eq!(t.v2_append(&id, i as u32, c, Who::Bearer).await.status, 200);
     }
     // Resend one spilled segment: it replaces the old one.
     assert_eq!(
-        t.v2_append(&id, 9, &data[9 * 4096..], Auth::Bearer)
+        t.v2_append(&id, 9, &data[9 * 4096..], Who::Bearer)
             .await
             .status,
         200
@@ -1340,7 +1331,7 @@ async fn malformed_input_gets_4xx_and_never_panics() {
         ("/2/media/upload", mp, vec![b'-'; 1000]),
     ];
     for (path, ct, body) in bodies {
-        for auth in [Auth::OAuth, Auth::Bearer] {
+        for auth in [Who::OAuth, Who::Bearer] {
             let r = t.raw_post(path, ct, body.clone(), auth).await;
             assert!(
                 (400..500).contains(&r.status),
@@ -1357,7 +1348,7 @@ async fn malformed_input_gets_4xx_and_never_panics() {
             "/2/media/upload/1/append",
             Some("application/json"),
             huge,
-            Auth::Bearer,
+            Who::Bearer,
         )
         .await;
     assert_v2_problem(&r, 413, "Payload Too Large");

@@ -170,3 +170,8 @@ pub(crate) fn v2_error(e: OpError) -> Response {
         OpError::Storage => wire::v2_problem(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
+
+/// [`v2_error`] as a [`Reject`](super::wire::Reject).
+pub(crate) fn v2_reject(e: OpError) -> super::wire::Reject {
+    v2_error(e).into()
+}

@@ -294,12 +294,12 @@ impl MediaStore {
     }
 
     /// The session `id` as `user` may see it, expiring it if its time is up.
-    fn live<'a>(
-        map: &'a mut HashMap<u64, Session>,
+    fn live(
+        map: &mut HashMap<u64, Session>,
         id: u64,
         user: u64,
         now: Instant,
-    ) -> Result<&'a mut Session, OpError> {
+    ) -> Result<&mut Session, OpError> {
         let s = map.get_mut(&id).ok_or(OpError::UnknownId)?;
         if !s.may_read(user) {
             return Err(OpError::UnknownId);

@@ -9,7 +9,9 @@ use super::render;
 use super::server::{ConnCtl, Exchange, Incoming, Shared, fault_gate, gate, unreadable};
 use super::state::{NewMedia, check_init_size, sniff_image};
 use super::v2::V2_MEDIA_TYPES;
-use super::wire::{self, BodyKind, Params, decode_base64_lenient, decode_base64_strict, text};
+use super::wire::{
+    self, BodyKind, Params, Reject, decode_base64_lenient, decode_base64_strict, text,
+};
 use crate::limits::{MAX_SEGMENTS, MediaCategory};
 use axum::response::Response;
 use bytes::Bytes;
@@ -25,17 +27,17 @@ const BAD: StatusCode = StatusCode::BAD_REQUEST;
 const MAX_ADDITIONAL_OWNERS: usize = 100;
 
 /// Code-38 "X parameter is missing." (standard shape).
-fn missing(name: &str) -> Response {
-    wire::v1_errors(BAD, 38, &text::missing(name))
+fn missing(name: &str) -> Reject {
+    wire::v1_errors(BAD, 38, &text::missing(name)).into()
 }
 
 /// A parameter that does not parse (legacy shape).
-fn invalid(name: &str) -> Response {
-    wire::v1_legacy(BAD, &text::invalid(name))
+fn invalid(name: &str) -> Reject {
+    wire::v1_legacy(BAD, &text::invalid(name)).into()
 }
 
 /// A required text parameter.
-fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, Response> {
+fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, Reject> {
     match p.str(name) {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Err(missing(name)),
@@ -44,7 +46,7 @@ fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, Response> {
 }
 
 /// An optional text parameter.
-fn optional<'a>(p: &'a Params, name: &str) -> Result<Option<&'a str>, Response> {
+fn optional<'a>(p: &'a Params, name: &str) -> Result<Option<&'a str>, Reject> {
     p.str(name).map_err(|_| invalid(name))
 }
 
@@ -54,13 +56,13 @@ pub(crate) fn known_media_type(t: &str) -> bool {
         || MediaCategory::guess_from_media_type(t).is_some()
 }
 
-fn parse_category(p: &Params) -> Result<Option<MediaCategory>, Response> {
+fn parse_category(p: &Params) -> Result<Option<MediaCategory>, Reject> {
     optional(p, "media_category")?
         .map(|c| MediaCategory::from_str(c).map_err(|_| invalid("media_category")))
         .transpose()
 }
 
-fn parse_owners(p: &Params) -> Result<Vec<String>, Response> {
+fn parse_owners(p: &Params) -> Result<Vec<String>, Reject> {
     let Some(list) = optional(p, "additional_owners")? else {
         return Ok(Vec::new());
     };
@@ -153,7 +155,7 @@ pub(crate) async fn handle(
     }
     let command = match params.str("command") {
         Ok(c) => c.map(str::to_string),
-        Err(_) => return invalid("command"),
+        Err(_) => return invalid("command").into_response(),
     };
     if ep == Endpoint::V1Get {
         return match command.as_deref() {
@@ -161,8 +163,8 @@ pub(crate) async fn handle(
                 ex.rec.command = Command::Status;
                 status(sh, ex, user, &params)
             }
-            None => missing("command"),
-            Some(_) => invalid("command"),
+            None => missing("command").into_response(),
+            Some(_) => invalid("command").into_response(),
         };
     }
     match command.as_deref() {
@@ -190,13 +192,13 @@ pub(crate) async fn handle(
         }
         Some(_) => {
             ex.rec.command = Command::Unknown;
-            invalid("command")
+            invalid("command").into_response()
         }
     }
 }
 
 fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
-    let mut run = || -> Result<Response, Response> {
+    let mut run = || -> Result<Response, Reject> {
         let total = required(p, "total_bytes")?;
         let media_type = required(p, "media_type")?;
         let total_bytes: u64 = total
@@ -206,7 +208,7 @@ fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
             .ok_or_else(|| invalid("total_bytes"))?;
         let category = parse_category(p)?;
         if !known_media_type(media_type) {
-            return Err(wire::v1_legacy(BAD, text::MEDIA_TYPE_UNRECOGNIZED));
+            return Err(wire::v1_legacy(BAD, text::MEDIA_TYPE_UNRECOGNIZED).into());
         }
         let additional_owners = parse_owners(p)?;
         match optional(p, "shared")? {
@@ -251,7 +253,7 @@ fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
             },
         ))
     };
-    run().unwrap_or_else(|r| r)
+    run().unwrap_or_else(Reject::into_response)
 }
 
 /// A configured (validated 2xx) status code.
@@ -270,16 +272,16 @@ pub(crate) fn parse_id(id: &str) -> Option<u64> {
 async fn append(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
     let media_id = match required(p, "media_id") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     ex.rec.media_id = Some(media_id.to_string());
     let index = match required(p, "segment_index") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (media, media_data) = media_fields(p);
     if media.is_none() && media_data.is_none() {
-        return missing("media");
+        return missing("media").into_response();
     }
     let Some(index) = index.parse::<u32>().ok().filter(|i| *i < MAX_SEGMENTS) else {
         return wire::v1_legacy(BAD, text::SEGMENT_RANGE);
@@ -297,7 +299,7 @@ async fn append(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Respon
         (Some(_), Some(_)) => return wire::v1_legacy(BAD, text::BOTH_MEDIA),
         (Some(m), None) => m.clone(),
         (None, Some(d)) => decode_media_data(d),
-        (None, None) => return missing("media"),
+        (None, None) => return missing("media").into_response(),
     };
     ex.rec.body_bytes = data.len() as u64;
     let Some(id) = parse_id(media_id) else {
@@ -316,7 +318,7 @@ async fn append(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Respon
 async fn finalize(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
     let media_id = match required(p, "media_id") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     ex.rec.media_id = Some(media_id.to_string());
     let Some(id) = parse_id(media_id) else {
@@ -331,7 +333,7 @@ async fn finalize(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Resp
 fn status(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
     let media_id = match required(p, "media_id") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     ex.rec.media_id = Some(media_id.to_string());
     let Some(id) = parse_id(media_id) else {
@@ -346,7 +348,7 @@ fn status(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
 async fn simple(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
     let (media, media_data) = media_fields(p);
     let data = match (media, media_data) {
-        (None, None) => return missing("media"),
+        (None, None) => return missing("media").into_response(),
         (Some(_), Some(_)) => return wire::v1_legacy(BAD, text::BOTH_MEDIA),
         (Some(m), None) => m.clone(),
         (None, Some(d)) => decode_media_data(d),
@@ -354,11 +356,11 @@ async fn simple(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Respon
     ex.rec.body_bytes = data.len() as u64;
     let category = match parse_category(p) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let additional_owners = match parse_owners(p) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some((media_type, _, _)) = sniff_image(&data) else {
         return wire::v1_legacy(BAD, text::MEDIA_TYPE_UNRECOGNIZED);

@@ -11,7 +11,7 @@ use super::server::{
 };
 use super::state::{NewMedia, OpError, check_init_size, sniff_image};
 use super::v1::parse_id;
-use super::wire::{self, BodyKind, decode_base64_strict, text};
+use super::wire::{self, BodyKind, Reject, decode_base64_strict, text};
 use crate::limits::{MAX_SEGMENTS, MediaCategory};
 use axum::response::Response;
 use bytes::Bytes;
@@ -47,11 +47,11 @@ fn status_code(code: u16) -> StatusCode {
 }
 
 /// A v2 category: the exact lower-case enum value.
-fn parse_category(s: &str) -> Result<MediaCategory, Response> {
+fn parse_category(s: &str) -> Result<MediaCategory, Reject> {
     MediaCategory::ALL
         .into_iter()
         .find(|c| c.as_str() == s)
-        .ok_or_else(|| wire::v2_invalid(&text::v2_invalid("media_category")))
+        .ok_or_else(|| wire::v2_reject(&text::v2_invalid("media_category")))
 }
 
 /// The `{id}` path segment, validated against `^[0-9]{1,19}$`.
@@ -68,7 +68,7 @@ async fn json_object(
     sh: &Shared,
     inc: &mut Incoming,
     allow_empty: bool,
-) -> Result<Option<Map<String, Value>>, Response> {
+) -> Result<Option<Map<String, Value>>, Reject> {
     let raw = inc
         .read(sh.body_limit)
         .await
@@ -77,18 +77,18 @@ async fn json_object(
         return Ok(None);
     }
     if inc.kind != BodyKind::Json {
-        return Err(wire::v2_invalid(text::V2_CONTENT_TYPE));
+        return Err(wire::v2_reject(text::V2_CONTENT_TYPE));
     }
     match serde_json::from_slice::<Value>(&raw) {
-        Err(_) => Err(wire::v2_invalid(text::V2_NOT_JSON)),
+        Err(_) => Err(wire::v2_reject(text::V2_NOT_JSON)),
         Ok(Value::Object(m)) => Ok(Some(m)),
-        Ok(_) => Err(wire::v2_invalid(text::V2_NOT_OBJECT)),
+        Ok(_) => Err(wire::v2_reject(text::V2_NOT_OBJECT)),
     }
 }
 
 /// Deserializes a checked JSON object into a request struct; schema errors become 400s.
-fn from_object<T: serde::de::DeserializeOwned>(m: Map<String, Value>) -> Result<T, Response> {
-    serde_json::from_value(Value::Object(m)).map_err(|e| wire::v2_invalid(&e.to_string()))
+fn from_object<T: serde::de::DeserializeOwned>(m: Map<String, Value>) -> Result<T, Reject> {
+    serde_json::from_value(Value::Object(m)).map_err(|e| wire::v2_reject(&e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,10 +119,10 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
             .media_type
             .ok_or_else(|| wire::v2_invalid(&text::v2_missing("media_type")))?;
         if total_bytes > V2_TOTAL_BYTES_MAX {
-            return Err(wire::v2_invalid(&text::v2_invalid("total_bytes")));
+            return Err(wire::v2_reject(&text::v2_invalid("total_bytes")));
         }
         if !V2_MEDIA_TYPES.contains(&media_type.as_str()) {
-            return Err(wire::v2_invalid(&text::v2_invalid("media_type")));
+            return Err(wire::v2_reject(&text::v2_invalid("media_type")));
         }
         let category = match body.media_category.as_deref() {
             Some(c) => Some(parse_category(c)?),
@@ -132,9 +132,9 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
         let additional_owners = body.additional_owners.unwrap_or_default();
         if additional_owners.len() > 100 || additional_owners.iter().any(|o| parse_id(o).is_none())
         {
-            return Err(wire::v2_invalid(&text::v2_invalid("additional_owners")));
+            return Err(wire::v2_reject(&text::v2_invalid("additional_owners")));
         }
-        check_init_size(&sh.cfg, category, &media_type, total_bytes).map_err(render::v2_error)?;
+        check_init_size(&sh.cfg, category, &media_type, total_bytes).map_err(render::v2_reject)?;
         let expires_after_secs = if category == Some(MediaCategory::AmplifyVideo) {
             sh.cfg.expiry.amplify_init_secs
         } else {
@@ -151,7 +151,7 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
                 expires_after_secs,
             },
         );
-        Ok::<_, Response>(v)
+        Ok::<_, Reject>(v)
     };
     match run.await {
         Ok(v) => {
@@ -173,7 +173,7 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
                 },
             )
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -248,14 +248,14 @@ pub(crate) async fn append(
         ex.rec.segment_index = Some(index);
         let max = sh.cfg.max_append_bytes;
         if wire_len > max {
-            return Err(wire::v2_invalid(&text::segment_too_large(max)));
+            return Err(wire::v2_reject(&text::segment_too_large(max)));
         }
         ex.rec.body_bytes = data.len() as u64;
         let id = valid_path_id(&id_text).ok_or_else(|| render::v2_error(OpError::UnknownId))?;
         sh.media
             .append(&sh.cfg, &sh.clock, user, id, index, data)
             .await
-            .map_err(render::v2_error)
+            .map_err(render::v2_reject)
     };
     match run.await {
         Ok(expires_at) => {
@@ -270,7 +270,7 @@ pub(crate) async fn append(
                 },
             )
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -290,11 +290,11 @@ pub(crate) async fn finalize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) 
         sh.media
             .finalize(&sh.cfg, &sh.clock, user, id)
             .await
-            .map_err(render::v2_error)
+            .map_err(render::v2_reject)
     };
     match run.await {
         Ok(v) => render::v2_media(status_code(sh.cfg.v2_status.finalize), &v),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -327,7 +327,7 @@ async fn status(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response {
                 .map(|(_, v)| v.clone())
         };
         if q("command").is_some_and(|c| c != "STATUS") {
-            return Err(wire::v2_invalid(&text::v2_invalid("command")));
+            return Err(wire::v2_reject(&text::v2_invalid("command")));
         }
         let media_id =
             q("media_id").ok_or_else(|| wire::v2_invalid(&text::v2_missing("media_id")))?;
@@ -335,11 +335,11 @@ async fn status(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response {
         let id = valid_path_id(&media_id).ok_or_else(|| render::v2_error(OpError::UnknownId))?;
         sh.media
             .status(&sh.cfg, &sh.clock, user, id)
-            .map_err(render::v2_error)
+            .map_err(render::v2_reject)
     };
     match run.await {
         Ok(v) => render::v2_media(status_code(sh.cfg.v2_status.status), &v),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -355,7 +355,7 @@ struct OneShotJson {
 
 /// `additional_owners`: an array of id strings (2025 spec) or a comma-separated string
 /// (2026 spec); both are accepted (protocol.md §4.5, §11.13).
-fn owners(v: Option<Value>) -> Result<Vec<String>, Response> {
+fn owners(v: Option<Value>) -> Result<Vec<String>, Reject> {
     let list: Vec<String> = match v {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => s
@@ -372,10 +372,10 @@ fn owners(v: Option<Value>) -> Result<Vec<String>, Response> {
             })
             .collect::<Result<_, _>>()
             .map_err(|_| wire::v2_invalid(&text::v2_invalid("additional_owners")))?,
-        Some(_) => return Err(wire::v2_invalid(&text::v2_invalid("additional_owners"))),
+        Some(_) => return Err(wire::v2_reject(&text::v2_invalid("additional_owners"))),
     };
     if list.len() > 100 || list.iter().any(|o| parse_id(o).is_none()) {
-        return Err(wire::v2_invalid(&text::v2_invalid("additional_owners")));
+        return Err(wire::v2_reject(&text::v2_invalid("additional_owners")));
     }
     Ok(list)
 }
@@ -429,14 +429,14 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
         let additional_owners = owners(owners_value)?;
         let media_type = match media_type {
             Some(t) if V2_MEDIA_TYPES.contains(&t.as_str()) => t,
-            Some(_) => return Err(wire::v2_invalid(&text::v2_invalid("media_type"))),
+            Some(_) => return Err(wire::v2_reject(&text::v2_invalid("media_type"))),
             None => sniff_image(&media)
                 .map(|(t, _, _)| t.to_string())
                 .ok_or_else(|| wire::v2_invalid(text::MEDIA_TYPE_UNRECOGNIZED))?,
         };
         let limit = sh.cfg.category_limit(category);
         if media.len() as u64 > limit {
-            return Err(wire::v2_invalid(&text::file_size_exceeds(limit)));
+            return Err(wire::v2_reject(&text::file_size_exceeds(limit)));
         }
         let m = NewMedia {
             owner: user,
@@ -449,14 +449,14 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
         sh.media
             .one_shot(&sh.cfg, &sh.clock, m, media)
             .await
-            .map_err(render::v2_error)
+            .map_err(render::v2_reject)
     };
     match run.await {
         Ok(v) => {
             ex.rec.media_id = Some(v.id.to_string());
             render::v2_media(status_code(sh.cfg.v2_status.simple), &v)
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 

@@ -84,6 +84,22 @@ pub(crate) mod text {
     }
 }
 
+/// An early answer of a handler (an error response), boxed so `Result`s stay small.
+#[derive(Debug)]
+pub(crate) struct Reject(Box<Response>);
+
+impl From<Response> for Reject {
+    fn from(r: Response) -> Self {
+        Reject(Box::new(r))
+    }
+}
+
+impl Reject {
+    pub(crate) fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
 /// How a request body is encoded, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyKind {
@@ -401,6 +417,11 @@ pub(crate) fn v2_invalid(message: &str) -> Response {
         "application/json; charset=utf-8",
         body,
     )
+}
+
+/// [`v2_invalid`] as a [`Reject`].
+pub(crate) fn v2_reject(message: &str) -> Reject {
+    v2_invalid(message).into()
 }
 
 /// v2 `application/problem+json` with `title` = `detail` = the status' reason phrase:
