@@ -1371,3 +1371,99 @@ async fn start_rejects_bad_configuration() {
         .unwrap_err();
     assert_eq!(e.kind(), chunkwise::ErrorKind::InvalidConfig);
 }
+
+#[tokio::test]
+async fn parallel_faulty_uploads_complete_with_retries() {
+    let t = T::start(
+        Emulator::builder()
+            .spill(Some(64 * 1024), None)
+            .faults(FaultConfig {
+                seed: 3,
+                append_5xx_probability: 0.2,
+                drop_connection_probability: 0.2,
+                rate_limit_burst: Some(RateLimitBurst {
+                    every: 7,
+                    length: 1,
+                    retry_after: Duration::ZERO,
+                }),
+                ..FaultConfig::none()
+            }),
+    )
+    .await;
+    let data = payload(48 * 16 * 1024, 8);
+    let id = t
+        .v2_init(data.len(), "video/mp4", Some("tweet_video"))
+        .await;
+    let chunks: Vec<Vec<u8>> = data.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
+    let sends = chunks.iter().enumerate().map(|(i, c)| {
+        let t = &t;
+        let id = &id;
+        async move {
+            for attempt in 1..=50u32 {
+                let url = t.url(&format!("/2/media/upload/{id}/append"), &[]);
+                let form = Form::new()
+                    .text("segment_index", i.to_string())
+                    .part("media", Part::bytes(c.clone()));
+                let sent = t
+                    .http
+                    .post(url)
+                    .header("authorization", format!("Bearer {BEARER}"))
+                    .multipart(form)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => return attempt,
+                    Ok(r) => assert!(matches!(r.status().as_u16(), 429 | 503), "{}", r.status()),
+                    Err(e) => assert!(e.status().is_none()),
+                }
+            }
+            panic!("segment {i} never got through");
+        }
+    });
+    let attempts: Vec<u32> = futures::future::join_all(sends).await;
+    assert!(attempts.iter().any(|a| *a > 1), "some segment met a fault");
+    assert_eq!(t.v2_finalize(&id).await.status, 200);
+    assert_eq!(t.emu.media_sha256(&MediaId(id)), Some(sha(&data)));
+    let log = t.emu.request_log();
+    let appends = log.iter().filter(|r| r.command == Command::Append).count();
+    assert_eq!(appends as u32, attempts.iter().sum::<u32>());
+    for kind in [
+        FaultKind::DropConnection,
+        FaultKind::ServerError(503),
+        FaultKind::RateLimitBurst,
+    ] {
+        assert!(
+            log.iter().any(|r| r.fault == Some(kind)),
+            "{kind:?} never injected"
+        );
+    }
+    t.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_codes_are_configurable() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.v2_status.init = 202;
+    cfg.v2_status.append = 204;
+    cfg.v2_status.finalize = 201;
+    cfg.v1_status.finalize = 200;
+    let t = T::start(Emulator::builder().config(cfg)).await;
+    let r = t
+        .v2_json(
+            "/2/media/upload/initialize",
+            &json!({ "total_bytes": 1, "media_type": "image/png" }),
+            Who::Bearer,
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let id = r.json()["data"]["id"].as_str().unwrap().to_string();
+    let r = t.v2_append(&id, 0, b"x", Who::Bearer).await;
+    assert_eq!((r.status, r.body.as_str()), (204, ""));
+    let r = t.v2_finalize(&id).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["data"]["image"]["image_type"], "image/png");
+    let id = t.v1_init(1, "image/png", None).await;
+    assert_eq!(t.v1_append(&id, 0, b"x").await.status, 204);
+    assert_eq!(t.v1_finalize(&id).await.status, 200);
+    t.emu.shutdown().await;
+}
