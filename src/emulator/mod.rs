@@ -224,13 +224,21 @@ impl EmulatorBuilder {
 }
 
 /// A running emulator. Shuts down on [`EmulatorHandle::shutdown`] or when dropped.
-#[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,
     base_url: url::Url,
     shared: Arc<server::Shared>,
     shutdown: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<Option<server::Panic>>>,
+}
+
+impl std::fmt::Debug for EmulatorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the shared state: it holds every stored segment.
+        f.debug_struct("EmulatorHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EmulatorHandle {

@@ -4,7 +4,7 @@
 //! and the epoch second at which the window resets, which a GCRA limiter does not model.
 
 use super::config::RateLimitConfig;
-use super::state::Clock;
+use super::state::{Clock, later};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::time::Instant;
@@ -74,7 +74,7 @@ impl RateLimiter {
             started: now,
             used: 0,
         });
-        if now >= w.started + self.cfg.window {
+        if now >= later(w.started, self.cfg.window) {
             *w = Window {
                 started: now,
                 used: 0,
@@ -87,7 +87,7 @@ impl RateLimiter {
         let view = RateView {
             limit,
             remaining: limit.saturating_sub(w.used),
-            reset_epoch_secs: clock.epoch_secs(w.started + self.cfg.window),
+            reset_epoch_secs: clock.epoch_secs(later(w.started, self.cfg.window)),
         };
         (allowed, view)
     }
@@ -98,7 +98,7 @@ impl RateLimiter {
         RateView {
             limit,
             remaining: limit,
-            reset_epoch_secs: clock.epoch_secs(clock.now() + self.cfg.window),
+            reset_epoch_secs: clock.epoch_secs(later(clock.now(), self.cfg.window)),
         }
     }
 }

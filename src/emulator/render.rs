@@ -72,6 +72,32 @@ fn video(k: &MediaKind) -> Option<VideoJson<'_>> {
     }
 }
 
+/// The fields both versions' media objects share, after the id fields.
+#[derive(Serialize)]
+struct MediaFields<'a> {
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_after_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processing_info: Option<ProcJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<ImageJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video: Option<VideoJson<'a>>,
+}
+
+impl<'a> MediaFields<'a> {
+    fn of(v: &'a MediaView) -> Self {
+        MediaFields {
+            size: v.size,
+            expires_after_secs: v.expires_after_secs,
+            processing_info: v.processing.as_ref().map(ProcJson::of),
+            image: image(&v.kind),
+            video: video(&v.kind),
+        }
+    }
+}
+
 /// The v1.1 media object (FINALIZE, STATUS, simple upload).
 pub(crate) fn v1_media(status: StatusCode, v: &MediaView, with_key: bool) -> Response {
     #[derive(Serialize)]
@@ -80,15 +106,8 @@ pub(crate) fn v1_media(status: StatusCode, v: &MediaView, with_key: bool) -> Res
         media_id_string: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         media_key: Option<&'a str>,
-        size: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        expires_after_secs: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        processing_info: Option<ProcJson<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<ImageJson<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        video: Option<VideoJson<'a>>,
+        #[serde(flatten)]
+        rest: MediaFields<'a>,
     }
     wire::json_body(
         status,
@@ -96,11 +115,7 @@ pub(crate) fn v1_media(status: StatusCode, v: &MediaView, with_key: bool) -> Res
             media_id: v.id,
             media_id_string: v.id.to_string(),
             media_key: with_key.then_some(v.media_key.as_str()),
-            size: v.size,
-            expires_after_secs: v.expires_after_secs,
-            processing_info: v.processing.as_ref().map(ProcJson::of),
-            image: image(&v.kind),
-            video: video(&v.kind),
+            rest: MediaFields::of(v),
         },
     )
 }
@@ -117,15 +132,8 @@ pub(crate) fn v2_media(status: StatusCode, v: &MediaView) -> Response {
     struct V2Media<'a> {
         id: String,
         media_key: &'a str,
-        size: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        expires_after_secs: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        processing_info: Option<ProcJson<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<ImageJson<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        video: Option<VideoJson<'a>>,
+        #[serde(flatten)]
+        rest: MediaFields<'a>,
     }
     wire::json_body(
         status,
@@ -133,11 +141,7 @@ pub(crate) fn v2_media(status: StatusCode, v: &MediaView) -> Response {
             data: V2Media {
                 id: v.id.to_string(),
                 media_key: &v.media_key,
-                size: v.size,
-                expires_after_secs: v.expires_after_secs,
-                processing_info: v.processing.as_ref().map(ProcJson::of),
-                image: image(&v.kind),
-                video: video(&v.kind),
+                rest: MediaFields::of(v),
             },
         },
     )

@@ -11,7 +11,7 @@ use super::config::EmulatorConfig;
 use super::faults::{Decision, Faults};
 use super::ratelimit::{Endpoint, RateLimiter, RateView};
 use super::record::{ApiVersion, Command, FaultKind, RequestRecord};
-use super::state::{Clock, MediaStore};
+use super::state::{Clock, MediaStore, later};
 use super::wire::{
     self, BodyKind, MultipartError, ReadError, as_text_pairs, parse_urlencoded, query_pairs,
     read_body, read_some, text,
@@ -378,10 +378,12 @@ pub(crate) async fn fault_gate(
             ex.rate = Some(RateView {
                 limit,
                 remaining: 0,
-                reset_epoch_secs: sh.clock.epoch_secs(now + retry_after),
+                reset_epoch_secs: sh.clock.epoch_secs(later(now, retry_after)),
             });
             let mut resp = rate_limited(api);
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let secs = retry_after
+                .as_secs()
+                .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             Err(resp)

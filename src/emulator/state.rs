@@ -34,7 +34,10 @@ impl Clock {
     }
 
     pub(crate) fn now(&self) -> Instant {
-        Instant::now() + Duration::from_nanos(self.offset_nanos.load(Ordering::Relaxed))
+        later(
+            Instant::now(),
+            Duration::from_nanos(self.offset_nanos.load(Ordering::Relaxed)),
+        )
     }
 
     pub(crate) fn since_start(&self, t: Instant) -> Duration {
@@ -42,7 +45,9 @@ impl Clock {
     }
 
     pub(crate) fn epoch_secs(&self, t: Instant) -> u64 {
-        (self.start_epoch + self.since_start(t)).as_secs()
+        self.start_epoch
+            .saturating_add(self.since_start(t))
+            .as_secs()
     }
 
     pub(crate) fn advance(&self, by: Duration) {
@@ -53,6 +58,18 @@ impl Clock {
                 Some(v.saturating_add(nanos))
             });
     }
+}
+
+/// How far an absurdly long configured duration reaches instead (about 136 years).
+///
+/// Source: arbitrary; far beyond any test, and small enough for every platform's `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(1 << 32);
+
+/// `t + d`, capped rather than panicking on overflow (durations come from configuration).
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(FAR_FUTURE))
+        .unwrap_or(t)
 }
 
 /// Snowflake-like ids: `(ms << 22) | (worker << 12) | seq`, with the millisecond part near
@@ -216,6 +233,16 @@ pub(crate) fn media_key_prefix(category: Option<MediaCategory>, media_type: &str
         .map_or(3, MediaCategory::media_key_prefix)
 }
 
+/// The `expires_after_secs` of a new session: per version, longer for `amplify_video`
+/// (protocol.md §2.5).
+pub(crate) fn init_expiry(cfg: &EmulatorConfig, category: Option<MediaCategory>, v2: bool) -> u64 {
+    match (category, v2) {
+        (Some(MediaCategory::AmplifyVideo), _) => cfg.expiry.amplify_init_secs,
+        (_, true) => cfg.expiry.v2_init_secs,
+        (_, false) => cfg.expiry.v1_init_secs,
+    }
+}
+
 /// The INIT size check (protocol.md §2.3, §9 step 6). With a category, its limit; without
 /// (v1.1 only), the limit of the category the type implies, except GIFs, whose synchronous
 /// limits are checked at FINALIZE.
@@ -336,7 +363,7 @@ impl MediaStore {
                 category: m.category,
                 media_type: m.media_type,
                 total_bytes: m.total_bytes,
-                expires_at: now + Duration::from_secs(m.expires_after_secs),
+                expires_at: later(now, Duration::from_secs(m.expires_after_secs)),
                 segments: BTreeMap::new(),
                 in_memory: 0,
                 phase: Phase::Initialized,
@@ -368,7 +395,7 @@ impl MediaStore {
             let s = Self::live(&mut g.map, id, user, clock.now())?;
             appendable(s)?;
             let replaced = s.segments.get(&index).map_or(0, Segment::memory);
-            let in_memory = s.in_memory - replaced + len;
+            let in_memory = s.in_memory.saturating_sub(replaced).saturating_add(len);
             let spill =
                 self.spill.is_some() && cfg.spill_threshold_bytes.is_some_and(|t| in_memory > t);
             if !spill {
@@ -401,7 +428,7 @@ impl MediaStore {
             }
         };
         if let Some(old) = s.segments.insert(index, seg) {
-            s.in_memory -= old.memory();
+            s.in_memory = s.in_memory.saturating_sub(old.memory());
             store::remove_files(old.file().map(|p| p.to_path_buf()).into_iter().collect());
         }
         Ok(clock.epoch_secs(s.expires_at))
@@ -458,7 +485,7 @@ impl MediaStore {
         if let Some((_, w, h)) = sniff_image(&head) {
             s.dims = (w, h);
         }
-        s.expires_at = now + Duration::from_secs(cfg.expiry.finalized_secs);
+        s.expires_at = later(now, Duration::from_secs(cfg.expiry.finalized_secs));
         s.phase = if s.is_async() {
             Phase::Processing {
                 since: now,
@@ -599,7 +626,7 @@ fn processing(
             let e = now.saturating_duration_since(since);
             if e < p {
                 pending
-            } else if e < p + ip {
+            } else if e < p.saturating_add(ip) {
                 let pct = (e - p).as_millis() * 100 / ip.as_millis().max(1);
                 in_progress(u64::try_from(pct).unwrap_or(99))
             } else {
@@ -664,6 +691,39 @@ mod tests {
             additional_owners: vec![],
             expires_after_secs: 60,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_durations_do_not_overflow() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > now);
+        let clock = Clock::new();
+        clock.advance(Duration::MAX);
+        clock.advance(Duration::MAX);
+        assert!(clock.now() > now);
+        let mut cfg = EmulatorConfig::default();
+        cfg.expiry.finalized_secs = u64::MAX;
+        cfg.processing.timeline = ProcessingTimeline::Timed {
+            pending: Duration::MAX,
+            in_progress: Duration::MAX,
+        };
+        let st = MediaStore::new(1, None);
+        let mut m = video(1, 1);
+        m.expires_after_secs = u64::MAX;
+        let m = st.init(&clock, m);
+        st.append(&cfg, &clock, 1, m.id, 0, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let v = st.finalize(&cfg, &clock, 1, m.id).await.unwrap();
+        assert_eq!(v.processing.unwrap().state, "pending");
+        assert_eq!(
+            st.status(&cfg, &clock, 1, m.id)
+                .unwrap()
+                .processing
+                .unwrap()
+                .state,
+            "pending"
+        );
     }
 
     #[test]

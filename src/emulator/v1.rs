@@ -7,7 +7,7 @@ use super::ratelimit::Endpoint;
 use super::record::{ApiVersion, Command};
 use super::render;
 use super::server::{ConnCtl, Exchange, Incoming, Shared, fault_gate, gate, unreadable};
-use super::state::{NewMedia, check_init_size, sniff_image};
+use super::state::{NewMedia, OpError, check_init_size, init_expiry, sniff_image};
 use super::v2::V2_MEDIA_TYPES;
 use super::wire::{
     self, BodyKind, Params, Reject, decode_base64_lenient, decode_base64_strict, text,
@@ -217,11 +217,7 @@ fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
         }
         check_init_size(&sh.cfg, category, media_type, total_bytes)
             .map_err(|e| render::v1_error(e, ""))?;
-        let expires_after_secs = if category == Some(MediaCategory::AmplifyVideo) {
-            sh.cfg.expiry.amplify_init_secs
-        } else {
-            sh.cfg.expiry.v1_init_secs
-        };
+        let expires_after_secs = init_expiry(&sh.cfg, category, false);
         let v = sh.media.init(
             &sh.clock,
             NewMedia {
@@ -269,6 +265,16 @@ pub(crate) fn parse_id(id: &str) -> Option<u64> {
     id.parse().ok()
 }
 
+/// The `media_id` parameter as sent (recorded in the log) and parsed; an id that does not
+/// parse is an unknown one.
+fn media_id<'a>(ex: &mut Exchange, p: &'a Params) -> Result<(&'a str, u64), Reject> {
+    let text = required(p, "media_id")?;
+    ex.rec.media_id = Some(text.to_string());
+    let id =
+        parse_id(text).ok_or_else(|| Reject::from(render::v1_error(OpError::UnknownId, text)))?;
+    Ok((text, id))
+}
+
 async fn append(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
     let media_id = match required(p, "media_id") {
         Ok(v) => v,
@@ -303,7 +309,7 @@ async fn append(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Respon
     };
     ex.rec.body_bytes = data.len() as u64;
     let Some(id) = parse_id(media_id) else {
-        return render::v1_error(super::state::OpError::UnknownId, media_id);
+        return render::v1_error(OpError::UnknownId, media_id);
     };
     match sh
         .media
@@ -316,32 +322,24 @@ async fn append(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Respon
 }
 
 async fn finalize(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
-    let media_id = match required(p, "media_id") {
+    let (text, id) = match media_id(ex, p) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
-    ex.rec.media_id = Some(media_id.to_string());
-    let Some(id) = parse_id(media_id) else {
-        return render::v1_error(super::state::OpError::UnknownId, media_id);
-    };
     match sh.media.finalize(&sh.cfg, &sh.clock, user, id).await {
         Ok(v) => render::v1_media(status_code(sh.cfg.v1_status.finalize), &v, true),
-        Err(e) => render::v1_error(e, media_id),
+        Err(e) => render::v1_error(e, text),
     }
 }
 
 fn status(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
-    let media_id = match required(p, "media_id") {
+    let (text, id) = match media_id(ex, p) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
-    ex.rec.media_id = Some(media_id.to_string());
-    let Some(id) = parse_id(media_id) else {
-        return render::v1_error(super::state::OpError::UnknownId, media_id);
-    };
     match sh.media.status(&sh.cfg, &sh.clock, user, id) {
         Ok(v) => render::v1_media(status_code(sh.cfg.v1_status.status), &v, true),
-        Err(e) => render::v1_error(e, media_id),
+        Err(e) => render::v1_error(e, text),
     }
 }
 

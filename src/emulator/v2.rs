@@ -9,9 +9,9 @@ use super::render::{self, Data};
 use super::server::{
     ConnCtl, Exchange, Incoming, Shared, fault_gate, gate, not_found, too_large, unreadable,
 };
-use super::state::{NewMedia, OpError, check_init_size, sniff_image};
+use super::state::{NewMedia, OpError, check_init_size, init_expiry, sniff_image};
 use super::v1::parse_id;
-use super::wire::{self, BodyKind, Reject, decode_base64_strict, text};
+use super::wire::{self, BodyKind, Params, Reject, decode_base64_strict, text};
 use crate::limits::{MAX_SEGMENTS, MediaCategory};
 use axum::response::Response;
 use bytes::Bytes;
@@ -54,9 +54,28 @@ fn parse_category(s: &str) -> Result<MediaCategory, Reject> {
         .ok_or_else(|| wire::v2_reject(&text::v2_invalid("media_category")))
 }
 
-/// The `{id}` path segment, validated against `^[0-9]{1,19}$`.
-fn path_id(inc: &Incoming) -> Option<String> {
-    inc.uri.path().split('/').nth(4).map(str::to_string)
+/// Common start of `/2/media/upload/{id}/...`: records the command and the `{id}` path
+/// segment, and answers 404 to anything but POST.
+async fn id_route(
+    sh: &Shared,
+    ex: &mut Exchange,
+    inc: &mut Incoming,
+    command: Command,
+) -> Result<String, Response> {
+    ex.rec.command = command;
+    let id = inc
+        .uri
+        .path()
+        .split('/')
+        .nth(4)
+        .unwrap_or_default()
+        .to_string();
+    ex.rec.media_id = Some(id.clone());
+    if inc.method != Method::POST {
+        inc.drain(sh.body_limit).await;
+        return Err(not_found(API));
+    }
+    Ok(id)
 }
 
 fn valid_path_id(id: &str) -> Option<u64> {
@@ -135,11 +154,7 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
             return Err(wire::v2_reject(&text::v2_invalid("additional_owners")));
         }
         check_init_size(&sh.cfg, category, &media_type, total_bytes).map_err(render::v2_reject)?;
-        let expires_after_secs = if category == Some(MediaCategory::AmplifyVideo) {
-            sh.cfg.expiry.amplify_init_secs
-        } else {
-            sh.cfg.expiry.v2_init_secs
-        };
+        let expires_after_secs = init_expiry(&sh.cfg, category, true);
         let v = sh.media.init(
             &sh.clock,
             NewMedia {
@@ -177,6 +192,31 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
     }
 }
 
+/// A multipart body's fields (413 beyond the body limit, 400 when malformed).
+async fn multipart_fields(inc: &mut Incoming) -> Result<Params, Reject> {
+    let fields = inc.multipart().await.map_err(|e| {
+        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            Reject::from(too_large(API))
+        } else {
+            wire::v2_reject(&e.message)
+        }
+    })?;
+    let mut p = Params::default();
+    p.extend(fields);
+    Ok(p)
+}
+
+/// A JSON `media` field: standard base64 (`format: byte`), strictly decoded.
+fn json_media(media: Option<String>) -> Result<Option<Bytes>, Reject> {
+    media
+        .map(|m| {
+            decode_base64_strict(m.as_bytes())
+                .map(Bytes::from)
+                .ok_or_else(|| wire::v2_reject(&text::v2_invalid("media")))
+        })
+        .transpose()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppendJson {
@@ -202,27 +242,18 @@ pub(crate) async fn append(
     ctl: Option<&ConnCtl>,
     mut inc: Incoming,
 ) -> Response {
-    ex.rec.command = Command::Append;
-    let id_text = path_id(&inc).unwrap_or_default();
-    ex.rec.media_id = Some(id_text.clone());
-    if inc.method != Method::POST {
-        inc.drain(sh.body_limit).await;
-        return not_found(API);
-    }
+    let id_text = match id_route(sh, ex, &mut inc, Command::Append).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     let run = async {
         let user = gate(sh, ex, &mut inc, API, Endpoint::V2Append).await?;
         fault_gate(sh, ex, ctl, &mut inc, API).await?;
         // (segment_index as sent, media as sent on the wire, decoded media)
         let (index, wire_len, data): (Option<Value>, u64, Option<Bytes>) = match inc.kind {
             BodyKind::Multipart => {
-                let fields = inc.multipart().await.map_err(|e| {
-                    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                        too_large(API)
-                    } else {
-                        wire::v2_invalid(&e.message)
-                    }
-                })?;
-                let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                let fields = multipart_fields(&mut inc).await?;
+                let get = |n: &str| fields.bytes(n).cloned();
                 let index = get("segment_index")
                     .map(|b| Value::String(String::from_utf8_lossy(&b).into_owned()));
                 let media = get("media");
@@ -232,13 +263,7 @@ pub(crate) async fn append(
                 let obj = json_object(sh, &mut inc, false).await?.unwrap_or_default();
                 let body: AppendJson = from_object(obj)?;
                 let wire_len = body.media.as_ref().map_or(0, |m| m.len() as u64);
-                let data = match body.media {
-                    Some(m) => Some(Bytes::from(
-                        decode_base64_strict(m.as_bytes())
-                            .ok_or_else(|| wire::v2_invalid(&text::v2_invalid("media")))?,
-                    )),
-                    None => None,
-                };
+                let data = json_media(body.media)?;
                 (body.segment_index, wire_len, data)
             }
         };
@@ -275,13 +300,10 @@ pub(crate) async fn append(
 }
 
 pub(crate) async fn finalize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response {
-    ex.rec.command = Command::Finalize;
-    let id_text = path_id(&inc).unwrap_or_default();
-    ex.rec.media_id = Some(id_text.clone());
-    if inc.method != Method::POST {
-        inc.drain(sh.body_limit).await;
-        return not_found(API);
-    }
+    let id_text = match id_route(sh, ex, &mut inc, Command::Finalize).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     let run = async {
         let user = gate(sh, ex, &mut inc, API, Endpoint::V2Finalize).await?;
         // No body, or a JSON object such as `{}` (protocol.md §4.3).
@@ -385,14 +407,8 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
         let user = gate(sh, ex, &mut inc, API, Endpoint::V2Upload).await?;
         let (media, category, media_type, owners_value) = match inc.kind {
             BodyKind::Multipart => {
-                let fields = inc.multipart().await.map_err(|e| {
-                    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                        too_large(API)
-                    } else {
-                        wire::v2_invalid(&e.message)
-                    }
-                })?;
-                let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                let fields = multipart_fields(&mut inc).await?;
+                let get = |n: &str| fields.bytes(n).cloned();
                 let text_field = |n: &str| get(n).map(|b| String::from_utf8_lossy(&b).into_owned());
                 (
                     get("media"),
@@ -405,13 +421,7 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
                 let obj = json_object(sh, &mut inc, false).await?.unwrap_or_default();
                 let body: OneShotJson = from_object(obj)?;
                 let _ = body.shared;
-                let media = match body.media {
-                    Some(m) => Some(Bytes::from(
-                        decode_base64_strict(m.as_bytes())
-                            .ok_or_else(|| wire::v2_invalid(&text::v2_invalid("media")))?,
-                    )),
-                    None => None,
-                };
+                let media = json_media(body.media)?;
                 (
                     media,
                     body.media_category,
