@@ -95,6 +95,15 @@ impl IdGen {
     }
 }
 
+/// What a request wants to do with a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// STATUS.
+    Read,
+    /// APPEND, FINALIZE.
+    Write,
+}
+
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -124,12 +133,14 @@ struct Session {
 }
 
 impl Session {
-    fn may_read(&self, user: u64) -> bool {
+    /// The owner may do anything; `additional_owners` may only read (STATUS).
+    fn allows(&self, user: u64, access: Access) -> bool {
         self.owner == user
-            || self
-                .additional_owners
-                .iter()
-                .any(|o| *o == user.to_string())
+            || (access == Access::Read
+                && self
+                    .additional_owners
+                    .iter()
+                    .any(|o| *o == user.to_string()))
     }
 
     fn is_async(&self) -> bool {
@@ -325,10 +336,11 @@ impl MediaStore {
         map: &mut HashMap<u64, Session>,
         id: u64,
         user: u64,
+        access: Access,
         now: Instant,
     ) -> Result<&mut Session, OpError> {
         let s = map.get_mut(&id).ok_or(OpError::UnknownId)?;
-        if !s.may_read(user) {
+        if !s.allows(user, access) {
             return Err(OpError::UnknownId);
         }
         if s.phase != Phase::Expired && s.phase != Phase::Finalizing && now >= s.expires_at {
@@ -392,7 +404,7 @@ impl MediaStore {
         let len = data.len() as u64;
         {
             let mut g = self.lock();
-            let s = Self::live(&mut g.map, id, user, clock.now())?;
+            let s = Self::live(&mut g.map, id, user, Access::Write, clock.now())?;
             appendable(s)?;
             let replaced = s.segments.get(&index).map_or(0, Segment::memory);
             let in_memory = s.in_memory.saturating_sub(replaced).saturating_add(len);
@@ -417,7 +429,7 @@ impl MediaStore {
             .await
             .map_err(|_| OpError::Storage)?;
         let mut g = self.lock();
-        let s = match Self::live(&mut g.map, id, user, clock.now()).and_then(|s| {
+        let s = match Self::live(&mut g.map, id, user, Access::Write, clock.now()).and_then(|s| {
             appendable(s)?;
             Ok(s)
         }) {
@@ -446,7 +458,7 @@ impl MediaStore {
         let segments: Vec<Segment> = {
             let mut g = self.lock();
             let now = clock.now();
-            let s = Self::live(&mut g.map, id, user, now)?;
+            let s = Self::live(&mut g.map, id, user, Access::Write, now)?;
             match s.phase {
                 Phase::Initialized => {}
                 Phase::Finalizing => return Err(OpError::Busy),
@@ -507,7 +519,7 @@ impl MediaStore {
     ) -> Result<MediaView, OpError> {
         let mut g = self.lock();
         let now = clock.now();
-        let s = Self::live(&mut g.map, id, user, now)?;
+        let s = Self::live(&mut g.map, id, user, Access::Read, now)?;
         if !matches!(s.phase, Phase::Processing { .. }) {
             return Err(OpError::NotAsync);
         }
