@@ -160,7 +160,14 @@ mod tests {
         assert_eq!(t.total, ms(1120));
         let bare = ideal_time(&p, 1_000_000, RoundTrips::NONE);
         assert_eq!(bare, ms(1040));
-        let two_polls = ideal_time(&p, 1_000_000, RoundTrips { before: 1, after: 3 });
+        let two_polls = ideal_time(
+            &p,
+            1_000_000,
+            RoundTrips {
+                before: 1,
+                after: 3,
+            },
+        );
         assert_eq!(two_polls, t.total + ms(80));
     }
 
@@ -180,7 +187,9 @@ mod tests {
 
         // Trace: a packet at 1 and 2 ms of each 2 ms loop; an outage over (2, 6] ms;
         // 5 ms delay each way, so INIT ends at 10 ms.
-        let s = Schedule::from_mahimahi_str("1\n2\n").unwrap().with_outage(ms(2), ms(4));
+        let s = Schedule::from_mahimahi_str("1\n2\n")
+            .unwrap()
+            .with_outage(ms(2), ms(4));
         let p = profile(s, 5, 5);
         // Payload enters at 10 ms; opportunities after 10 ms: 11, 12 → 3000 bytes done at 12.
         let t = IdealTime::compute(&p, Duration::ZERO, 3000, RoundTrips::CHUNKED_UPLOAD);

@@ -78,7 +78,8 @@ impl Link {
 
     /// The mean rate over the link's summary horizon (see [`LinkProfile::summary`]), in bit/s.
     pub fn mean_rate(&self) -> f64 {
-        self.schedule.mean_rate(Duration::ZERO, summary_horizon(&self.schedule))
+        self.schedule
+            .mean_rate(Duration::ZERO, summary_horizon(&self.schedule))
     }
 
     /// One-line description: rate, delay, queue.
@@ -86,7 +87,7 @@ impl Link {
         let horizon = summary_horizon(&self.schedule);
         let (lo, hi) = one_second_extremes(&self.schedule, horizon);
         let rate = match self.schedule.constant_rate() {
-            Some(r) if self.schedule.outages().is_empty() => format_rate(r as f64),
+            Some(r) => format_rate(r as f64),
             _ => format!(
                 "mean {} (1 s min {}, max {}) over {:.0} s",
                 format_rate(self.mean_rate()),
@@ -512,7 +513,9 @@ fn builtin(name: &str) -> Result<LinkProfile> {
         "outage-20s" => {
             let p = constant_profile(name, 10 * MBIT, RTT40_DELAY)?;
             let (start, len) = (Duration::from_secs(10), Duration::from_secs(20));
-            let up = p.up.clone().with_schedule(p.up.schedule.clone().with_outage(start, len));
+            let up =
+                p.up.clone()
+                    .with_schedule(p.up.schedule.clone().with_outage(start, len));
             let down = p
                 .down
                 .clone()
@@ -585,13 +588,17 @@ mod tests {
             0
         );
         assert_eq!(
-            outage.down().schedule().capacity_between(
-                Duration::from_millis(10_001),
-                Duration::from_secs(30)
-            ),
+            outage
+                .down()
+                .schedule()
+                .capacity_between(Duration::from_millis(10_001), Duration::from_secs(30)),
             0
         );
-        assert!(outage.summary().contains("outage 10-30 s"), "{}", outage.summary());
+        assert!(
+            outage.summary().contains("outage 10-30 s"),
+            "{}",
+            outage.summary()
+        );
         let lossy = LinkProfile::from_name("lossy").unwrap();
         assert_eq!(lossy.faults().resets_per_mib, 0.125);
         assert!(lossy.summary().contains("8.0 MiB"));
@@ -607,17 +614,26 @@ mod tests {
         let p = LinkProfile::from_trace_file(&up).await.unwrap();
         assert_eq!(p.name(), "x.up");
         assert_eq!(p.up().schedule().period(), Some(Duration::from_millis(2)));
-        assert_eq!(p.down().schedule().constant_rate(), Some(GENEROUS_DOWNLINK_BPS));
-        tokio::fs::write(dir.path().join("x.down"), "5\n").await.unwrap();
+        assert_eq!(
+            p.down().schedule().constant_rate(),
+            Some(GENEROUS_DOWNLINK_BPS)
+        );
+        tokio::fs::write(dir.path().join("x.down"), "5\n")
+            .await
+            .unwrap();
         let p = LinkProfile::resolve(up.to_str().unwrap()).await.unwrap();
         assert_eq!(p.down().schedule().period(), Some(Duration::from_millis(5)));
         let p = LinkProfile::resolve("lossy").await.unwrap();
         assert_eq!(p.name(), "lossy");
         let bad = dir.path().join("bad.up");
         tokio::fs::write(&bad, "3\n1\n").await.unwrap();
-        let err = LinkProfile::resolve(bad.to_str().unwrap()).await.unwrap_err();
+        let err = LinkProfile::resolve(bad.to_str().unwrap())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-        let err = LinkProfile::resolve("/nonexistent/trace.up").await.unwrap_err();
+        let err = LinkProfile::resolve("/nonexistent/trace.up")
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     }
 }

@@ -75,7 +75,9 @@ pub enum ScheduleError {
         text: String,
     },
     /// A timestamp is smaller than the one before it.
-    #[error("trace line {line}: timestamp {value_ms} ms is before the previous one ({previous_ms} ms)")]
+    #[error(
+        "trace line {line}: timestamp {value_ms} ms is before the previous one ({previous_ms} ms)"
+    )]
     DecreasingTimestamp {
         /// 1-based line number.
         line: usize,
@@ -182,7 +184,11 @@ impl Fluid {
     }
 
     fn bytes_before(&self, t: u64) -> u128 {
-        if t == 0 { 0 } else { self.integral(t - 1) / SCALE }
+        if t == 0 {
+            0
+        } else {
+            self.integral(t - 1) / SCALE
+        }
     }
 
     fn time_of(&self, y: u128) -> u128 {
@@ -554,7 +560,9 @@ impl Bottleneck {
 
     /// When unit `unit` (1-based) leaves, in emulation time.
     pub fn departure(&self, unit: u64) -> Duration {
-        let t = self.schedule.time_of_ns(self.base + u128::from(unit.max(1)));
+        let t = self
+            .schedule
+            .time_of_ns(self.base + u128::from(unit.max(1)));
         nanos_to_duration(t.saturating_sub(u128::from(self.offset)))
     }
 
@@ -732,14 +740,20 @@ mod tests {
         let out = departure_times(&s, Duration::ZERO, &[(ms(0), 10), (ms(2), 10)]);
         assert_eq!(out, [ms(1), ms(3)]);
         // ...but bytes arriving in the same instant share one.
-        let out = departure_times(&s, Duration::ZERO, &[(ms(0), 10), (ms(0), 1490), (ms(0), 1)]);
+        let out = departure_times(
+            &s,
+            Duration::ZERO,
+            &[(ms(0), 10), (ms(0), 1490), (ms(0), 1)],
+        );
         assert_eq!(out, [ms(1), ms(1), ms(1)]);
     }
 
     #[test]
     fn trace_with_outage_skips_opportunities() {
         // One packet every ms (period 1 ms), outage over (2 ms, 4 ms].
-        let s = Schedule::from_mahimahi_str("1\n").unwrap().with_outage(ms(2), ms(2));
+        let s = Schedule::from_mahimahi_str("1\n")
+            .unwrap()
+            .with_outage(ms(2), ms(2));
         // Opportunities: 1, 2, (3, 4 removed), 5, ...
         assert_eq!(s.time_of(1500), ms(1));
         assert_eq!(s.time_of(1501), ms(2));
@@ -769,7 +783,10 @@ mod tests {
 
     #[test]
     fn no_capacity_is_rejected() {
-        assert!(matches!(Schedule::constant(0), Err(ScheduleError::NoCapacity)));
+        assert!(matches!(
+            Schedule::constant(0),
+            Err(ScheduleError::NoCapacity)
+        ));
         assert!(matches!(
             Schedule::steps([(ms(10), 0), (ms(0), 5)]),
             Err(ScheduleError::NoCapacity)
@@ -793,7 +810,10 @@ mod tests {
         let s = Schedule::constant(MAX_RATE_BPS)
             .unwrap()
             .with_outage(Duration::MAX, Duration::MAX);
-        assert_eq!(s.capacity_before(Duration::MAX), s.capacity_before(Duration::MAX));
+        assert_eq!(
+            s.capacity_before(Duration::MAX),
+            s.capacity_before(Duration::MAX)
+        );
         let s = Schedule::from_mahimahi_str("1000000000000\n").unwrap();
         assert_eq!(s.time_of(u64::MAX), Duration::from_nanos(u64::MAX));
         let mut q = Bottleneck::new(s, Duration::MAX);

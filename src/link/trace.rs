@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn parse_errors_are_typed() {
         assert!(matches!(Trace::parse(""), Err(ScheduleError::EmptyTrace)));
-        assert!(matches!(Trace::parse("\n  \n"), Err(ScheduleError::EmptyTrace)));
+        assert!(matches!(
+            Trace::parse("\n  \n"),
+            Err(ScheduleError::EmptyTrace)
+        ));
         assert!(matches!(
             Trace::parse("1\nx2\n"),
             Err(ScheduleError::InvalidTimestamp { line: 2, .. })
@@ -191,7 +194,11 @@ mod tests {
             // Opportunity j (1-based) is at all[j-1], for the first four loops' worth.
             for (j, &ms) in all.iter().enumerate().take(stamps.len() * 4) {
                 let y = (j as u128) * u128::from(MTU) + 1;
-                assert_eq!(trace.time_of(y), u128::from(ms * NANOS_PER_MILLI), "{stamps:?} #{j}");
+                assert_eq!(
+                    trace.time_of(y),
+                    u128::from(ms * NANOS_PER_MILLI),
+                    "{stamps:?} #{j}"
+                );
                 let y_last = (j as u128 + 1) * u128::from(MTU);
                 assert_eq!(trace.time_of(y_last), u128::from(ms * NANOS_PER_MILLI));
             }
