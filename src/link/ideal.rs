@@ -1,25 +1,5 @@
-//! The ideal completion time of an upload over a link profile, and efficiency.
-//!
-//! # What is counted
-//!
-//! The ideal is the fastest any client could finish a chunked upload of `payload_bytes` over the
-//! profile, starting at schedule time `start` (the proxy's start offset plus the time between
-//! the proxy's start and the upload's start):
-//!
-//! 1. **Round trips before the payload** ([`RoundTrips::before`], 1 for INIT): each costs one
-//!    propagation RTT, `up.delay + down.delay`.
-//! 2. **The payload**: every uplink capacity byte offered after that point carries payload, from
-//!    the first one on, with no gap, until `payload_bytes` have left the bottleneck (a saturated
-//!    FIFO queue on the uplink schedule, outages and start offset included).
-//! 3. **The tail**: the last payload byte's one-way trip to the server (`up.delay`) and the last
-//!    APPEND response's one-way trip back (`down.delay`).
-//! 4. **Round trips after the payload** ([`RoundTrips::after`], 1 for FINALIZE): one RTT each.
-//!
-//! Not counted: TCP, TLS and HTTP headers, multipart framing and the request and response
-//! bodies other than the payload; TCP slow start; server processing and STATUS polling. The
-//! round trips of steps 1 and 4 are pure propagation and are assumed to get through even
-//! during an outage. So the ideal is a lower bound, and `efficiency = ideal / actual <= 1`
-//! for any real upload over the emulated link.
+//! The ideal completion time of an upload over a link profile, and efficiency; what is
+//! counted is documented on [`IdealTime`].
 
 use std::time::Duration;
 
@@ -56,7 +36,29 @@ impl Default for RoundTrips {
     }
 }
 
-/// The ideal completion time, broken down as in the [module docs](self).
+/// The ideal completion time of an upload, broken down into its parts.
+///
+/// # What is counted
+///
+/// The ideal is the fastest any client could finish a chunked upload of `payload_bytes` over the
+/// profile, starting at schedule time `start` (the proxy's start offset plus the time between
+/// the proxy's start and the upload's start):
+///
+/// 1. **Round trips before the payload** ([`RoundTrips::before`], 1 for INIT): each costs one
+///    propagation RTT, `up.delay + down.delay`.
+/// 2. **The payload**: every uplink capacity byte offered after that point carries payload, from
+///    the first one on, with no gap, until `payload_bytes` have left the bottleneck (a saturated
+///    FIFO queue on the uplink schedule, outages and start offset included).
+/// 3. **The tail**: the last payload byte's one-way trip to the server (`up.delay`) and the last
+///    APPEND response's one-way trip back (`down.delay`).
+/// 4. **Round trips after the payload** ([`RoundTrips::after`], 1 for FINALIZE): one RTT each.
+///
+/// Not counted: the TCP handshake (one RTT through [`LinkProxy`](crate::link::LinkProxy); use
+/// `RoundTrips { before: 2, .. }` to count one connection setup), TCP, TLS and HTTP headers, multipart framing and the request and response
+/// bodies other than the payload; TCP slow start; server processing and STATUS polling. The
+/// round trips of steps 1 and 4 are pure propagation and are assumed to get through even
+/// during an outage. So the ideal is a lower bound, and `efficiency = ideal / actual <= 1`
+/// for any real upload over the emulated link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdealTime {
     /// The round trips before the payload.
@@ -104,7 +106,7 @@ impl IdealTime {
 }
 
 /// The ideal completion time of an upload of `payload_bytes` over `profile` started at
-/// schedule time 0 (see the [module docs](self) for what is counted).
+/// schedule time 0; [`IdealTime`] lists what is counted.
 ///
 /// ```
 /// use std::time::Duration;

@@ -136,7 +136,13 @@ impl Faults {
 
     /// Whether any fault is configured.
     pub fn is_none(&self) -> bool {
-        !(self.resets_per_mib > 0.0) && self.reset_at.is_empty()
+        !self.has_reset_rate() && self.reset_at.is_empty()
+    }
+
+    /// Whether `resets_per_mib` enables resets (positive and finite; anything else, NaN
+    /// included, disables them).
+    pub fn has_reset_rate(&self) -> bool {
+        self.resets_per_mib.is_finite() && self.resets_per_mib > 0.0
     }
 }
 
@@ -388,7 +394,7 @@ impl LinkProfile {
     /// longer, at most one hour).
     pub fn summary(&self) -> String {
         let mut faults = String::new();
-        if self.faults.resets_per_mib > 0.0 {
+        if self.faults.has_reset_rate() {
             faults.push_str(&format!(
                 "; a reset every {:.1} MiB on average",
                 1.0 / self.faults.resets_per_mib
@@ -602,6 +608,13 @@ mod tests {
         let lossy = LinkProfile::from_name("lossy").unwrap();
         assert_eq!(lossy.faults().resets_per_mib, 0.125);
         assert!(lossy.summary().contains("8.0 MiB"));
+        assert!(!lossy.faults().is_none());
+        assert!(Faults::none().is_none());
+        let odd = Faults {
+            resets_per_mib: f64::NAN,
+            reset_at: Vec::new(),
+        };
+        assert!(odd.is_none());
         let step = LinkProfile::from_name("step-20-2-20").unwrap();
         assert_eq!(step.up().schedule().period(), Some(Duration::from_secs(60)));
     }

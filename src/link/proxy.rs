@@ -1,30 +1,5 @@
-//! The link proxy: a loopback TCP proxy whose two directions are emulated links.
-//!
-//! Clients connect to [`LinkProxy::addr`]; each connection is relayed to the upstream address.
-//! Bytes read from the client enter the **uplink**'s bottleneck queue and are written to the
-//! server when they leave it (their [`Bottleneck`] departure) plus the uplink's propagation
-//! delay; bytes from the server take the **downlink** the same way.
-//!
-//! * **One bottleneck per direction, shared by all connections.** Parallel uploads compete for
-//!   the same capacity, in arrival order (FIFO), as on a real cell. The schedule's clock starts
-//!   when the proxy starts (at [`ProxyOptions::start_offset`] on the schedule's axis).
-//! * **Backpressure, not drops.** When the queue is full the proxy stops reading from the
-//!   sender's socket, so TCP flow control pushes back on the sender. Listening and upstream
-//!   sockets get small kernel buffers ([`ProxyOptions::socket_buffer_bytes`]) so the queueing
-//!   happens in the emulated queue, not in the proxy's kernel. (The sender's own send buffer is
-//!   the sender's business, as on a phone.) Several connections may each read up to the free
-//!   space at once, so the queue can overshoot its capacity by at most one read per connection.
-//! * **Coarse timers.** A writer sleeps until its next byte is due and then writes everything
-//!   due in one go, at most once per [`ProxyOptions::tick`] (1 ms), so 200 Mbit/s costs about a
-//!   thousand writes a second per connection, not one per packet.
-//! * **Faults.** [`Faults::resets_per_mib`](super::Faults) resets (RST, via `SO_LINGER` 0) the
-//!   connection that carries the byte at which a seeded, exponentially distributed distance
-//!   runs out; [`Faults::reset_at`](super::Faults) resets every open connection at the given
-//!   times. An I/O error on either side (a peer's own reset) resets the other side as well.
-//!
-//! Determinism: for a given seed, start offset and arrival pattern, the departures and the
-//! reset points (counted in bytes) are the same. Real sockets and timers add jitter of the
-//! order of the tick.
+//! The link proxy: a loopback TCP proxy whose two directions are emulated links; the design
+//! is documented on [`LinkProxy`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -167,7 +142,40 @@ pub struct LinkStats {
     pub aborted: u64,
 }
 
-/// A running link proxy. Dropping it stops it (like [`LinkProxy::shutdown`], without waiting).
+/// A running link proxy: a loopback TCP proxy whose two directions are emulated links.
+/// Dropping it stops it (like [`LinkProxy::shutdown`], without waiting).
+///
+/// Clients connect to [`LinkProxy::addr`]; each connection is relayed to the upstream address.
+/// Bytes read from the client enter the **uplink**'s bottleneck queue and are written to the
+/// server when they leave it (their [`Bottleneck`] departure) plus the uplink's propagation
+/// delay; bytes from the server take the **downlink** the same way. A half-close (FIN) is passed
+/// on after the propagation delay, behind the data.
+///
+/// * **Connection setup costs a round trip.** The client's `connect` completes at once on
+///   loopback, but the proxy starts relaying only one RTT (`up.delay + down.delay`) later, as
+///   a TCP handshake would delay the first byte. Bytes sent meanwhile wait in the sockets.
+///
+/// * **One bottleneck per direction, shared by all connections.** Parallel uploads compete for
+///   the same capacity, in arrival order (FIFO), as on a real cell. The schedule's clock starts
+///   when the proxy starts (at [`ProxyOptions::start_offset`] on the schedule's axis).
+/// * **Backpressure, not drops.** When the queue is full the proxy stops reading from the
+///   sender's socket, so TCP flow control pushes back on the sender. Listening and upstream
+///   sockets get small kernel buffers ([`ProxyOptions::socket_buffer_bytes`]) so the queueing
+///   happens in the emulated queue, not in the proxy's kernel. (The sender's own send buffer is
+///   the sender's business, as on a phone.) Several connections may each read up to the free
+///   space at once, so the queue can overshoot its capacity by at most one read per connection.
+/// * **Coarse timers.** A writer sleeps until its next byte is due and then writes everything
+///   due in one go, at most once per [`ProxyOptions::tick`] (1 ms), so 200 Mbit/s costs about a
+///   thousand writes a second per connection, not one per packet.
+/// * **Faults.** With [`Faults::resets_per_mib`](crate::link::Faults::resets_per_mib), the
+///   connection that carries the byte at which a seeded, exponentially distributed distance
+///   runs out is reset (RST on both sides, via `SO_LINGER` 0);
+///   [`Faults::reset_at`](crate::link::Faults::reset_at) resets every open connection at the
+///   given times. An I/O error on either side (a peer's own reset) resets the other side too.
+///
+/// Determinism: for a given seed, start offset and arrival pattern, the departures and the
+/// reset points (counted in bytes) are the same. Real sockets and timers add jitter of the
+/// order of the tick.
 pub struct LinkProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -511,7 +519,8 @@ struct Pipe {
 #[derive(Default)]
 struct PipeState {
     chunks: VecDeque<Chunk>,
-    eof: bool,
+    /// When the sender's end of stream was read (emulation time).
+    eof: Option<Duration>,
     unwritten: u64,
 }
 
@@ -600,6 +609,19 @@ async fn run_connection(shared: Arc<Shared>, client: TcpStream) {
             tracing::debug!(error = %e, "link proxy: cannot set TCP_NODELAY");
         }
     }
+    // A TCP handshake costs a round trip before the first byte can be sent: start relaying
+    // one RTT after the accept (the client's bytes wait in its own socket meanwhile).
+    let handshake = shared.up.delay.saturating_add(shared.down.delay);
+    let reset_early = tokio::select! {
+        () = sleep(handshake) => false,
+        Ok(()) = handover.changed() => true,
+    };
+    if reset_early {
+        arm_reset(&client);
+        arm_reset(&server);
+        shared.resets.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let client = Arc::new(client);
     let server = Arc::new(server);
     let up = Arc::new(Pipe::default());
@@ -680,7 +702,7 @@ async fn pump_in(
         let want = usize::try_from(free).unwrap_or(usize::MAX).min(READ_CHUNK);
         let n = match src.try_read(&mut buf[..want]) {
             Ok(0) => {
-                lock(&pipe.state).eof = true;
+                lock(&pipe.state).eof = Some(shared.now());
                 pipe.data.notify_one();
                 return Ok(());
             }
@@ -707,7 +729,8 @@ async fn pump_in(
 /// What the writer finds at the head of its pipe.
 enum Head {
     Unit(u64),
-    Eof,
+    /// Everything is written and the sender closed at this emulation time.
+    Eof(Duration),
     Empty,
 }
 
@@ -728,8 +751,10 @@ async fn pump_out(
             let st = lock(&pipe.state);
             match st.chunks.front() {
                 Some(c) => Head::Unit(c.first_unit),
-                None if st.eof => Head::Eof,
-                None => Head::Empty,
+                None => match st.eof {
+                    Some(at) => Head::Eof(at),
+                    None => Head::Empty,
+                },
             }
         };
         let first = match head {
@@ -737,8 +762,10 @@ async fn pump_out(
                 data.await;
                 continue;
             }
-            Head::Eof => {
-                // Pass the sender's end of stream on (FIN), keeping the other direction open.
+            Head::Eof(at) => {
+                // Pass the sender's end of stream on (FIN) after the propagation delay, keeping
+                // the other direction open.
+                sleep_until(shared.instant(at.saturating_add(d.delay))).await;
                 if let Err(e) = socket2::SockRef::from(&*dst).shutdown(Shutdown::Write) {
                     tracing::debug!(error = %e, "link proxy: shutdown failed");
                 }

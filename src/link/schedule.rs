@@ -1,40 +1,5 @@
-//! Delivery schedules: *when* bytes may leave a bottleneck, and the FIFO queue in front of it.
-//!
-//! Everything here is pure: no I/O, no clock. Times are [`Duration`]s on the schedule's own time
-//! axis, which starts at 0; an emulation may begin anywhere on it (the *start offset*).
-//!
-//! # The capacity model
-//!
-//! A schedule offers *capacity bytes*, numbered 1, 2, 3, ... in time order. Capacity byte `y` is
-//! offered at [`Schedule::time_of`]`(y)`, and [`Schedule::capacity_before`]`(t)` counts the capacity
-//! bytes offered strictly before `t`. The two are exact inverses:
-//! `time_of(y) < t` if and only if `y <= capacity_before(t)`.
-//!
-//! * **Trace** (Mahimahi): each timestamp is one opportunity for [`MTU`](super::MTU) bytes, so capacity
-//!   bytes `1..=1500` belong to the first opportunity, and so on. The file loops with period =
-//!   the last timestamp.
-//! * **Constant** and **Steps**: a byte-rate integral. With `S(t) = ∫ rate` (in bits), capacity
-//!   byte `y` is offered at the first nanosecond `t` with `S(t) >= 8*y`. No per-packet list is
-//!   kept, so 200 Mbit/s costs the same as 1 Mbit/s. Steps **loop** (period = the sum of the
-//!   step durations), like traces; a rate of 0 in a step is an outage.
-//! * **Outages** ([`Schedule::with_outage`]) remove every capacity byte offered in
-//!   `(start, start + len]` of schedule time (for a rate, exactly the bytes whose transmission
-//!   ends inside the outage). They do not loop: they are absolute intervals on the schedule's
-//!   axis, and they compose with any of the above.
-//!
-//! # The queue
-//!
-//! [`Bottleneck`] is a FIFO queue in front of a schedule, started at a given offset. Bytes that
-//! arrive at `a` may use capacity offered strictly after `a`; capacity offered while the queue
-//! is empty is lost (it cannot be saved up). This is Mahimahi's `mm-link` rule: on a packet's
-//! arrival it first burns every opportunity up to and including the current millisecond, then
-//! enqueues the packet. Each enqueued byte is assigned the next unused capacity byte, and leaves
-//! at that capacity byte's time.
-//! [`departure_times`] is the same computation for a whole list of arrivals.
-//!
-//! Times are integer nanoseconds. For constant and step schedules an arrival in the middle of a
-//! byte time may be credited with that partial byte, so departures there are exact to within
-//! one byte time (8 ns at 1 Gbit/s, 8 µs at 1 Mbit/s).
+//! Delivery schedules (when bytes may leave a bottleneck) and the FIFO queue in front of one.
+//! Pure: no I/O, no clock. The model is documented on [`Schedule`] and [`Bottleneck`].
 
 use std::fmt;
 use std::path::Path;
@@ -231,7 +196,29 @@ impl Base {
     }
 }
 
-/// When bytes may leave a bottleneck. See the [module docs](self) for the exact model.
+/// When bytes may leave a bottleneck.
+///
+/// Everything here is pure: no I/O, no clock. Times are [`Duration`]s on the schedule's own time
+/// axis, which starts at 0; an emulation may begin anywhere on it (the *start offset*).
+///
+/// # The capacity model
+///
+/// A schedule offers *capacity bytes*, numbered 1, 2, 3, ... in time order. Capacity byte `y` is
+/// offered at [`Schedule::time_of`]`(y)`, and [`Schedule::capacity_before`]`(t)` counts the
+/// capacity bytes offered strictly before `t`. The two are exact inverses:
+/// `time_of(y) < t` if and only if `y <= capacity_before(t)`.
+///
+/// * **Trace** (Mahimahi): each timestamp is one opportunity for [`MTU`](crate::link::MTU)
+///   bytes, so capacity bytes `1..=1500` belong to the first opportunity, and so on. The file
+///   loops with period = the last timestamp.
+/// * **Constant** and **Steps**: a byte-rate integral. With `S(t) = ∫ rate` (in bits), capacity
+///   byte `y` is offered at the first nanosecond `t` with `S(t) >= 8*y`. No per-packet list is
+///   kept, so 200 Mbit/s costs the same as 1 Mbit/s. Steps **loop** (period = the sum of the
+///   step durations), like traces; a rate of 0 in a step is an outage.
+/// * **Outages** ([`Schedule::with_outage`]) remove every capacity byte offered in
+///   `(start, start + len]` of schedule time (for a rate, exactly the bytes whose transmission
+///   ends inside the outage). They do not loop: they are absolute intervals on the schedule's
+///   axis, and they compose with any of the above.
 ///
 /// Cheap to clone (a trace's opportunity list is shared).
 #[derive(Clone, PartialEq, Eq)]
@@ -465,6 +452,17 @@ pub(crate) fn format_rate(bits_per_sec: f64) -> String {
 }
 
 /// A FIFO queue in front of a [`Schedule`], started at an offset on the schedule's axis.
+///
+/// Bytes that arrive at `a` may use capacity offered strictly after `a`; capacity offered
+/// while the queue is empty is lost (it cannot be saved up). This is Mahimahi's `mm-link` rule:
+/// on a packet's arrival it first burns every opportunity up to and including the current
+/// millisecond, then enqueues the packet. Each enqueued byte is assigned the next unused
+/// capacity byte, and leaves at that capacity byte's time. [`departure_times`] is the same
+/// computation for a whole list of arrivals.
+///
+/// Times are integer nanoseconds. For constant and step schedules an arrival in the middle of a
+/// byte time may be credited with that partial byte, so departures there are exact to within
+/// one byte time (8 ns at 1 Gbit/s, 8 µs at 1 Mbit/s).
 ///
 /// Times given to and returned by a `Bottleneck` are *emulation* times: elapsed since the
 /// start, so emulation time `e` is schedule time `start_offset + e`. Enqueued bytes are numbered
