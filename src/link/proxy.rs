@@ -773,7 +773,7 @@ async fn pump_out(
             }
             Head::Unit(first) => first,
         };
-        let earliest = last_write.map(|t| t + shared.tick);
+        let earliest = last_write.and_then(|t| t.checked_add(shared.tick));
         if let Some(earliest) = earliest.filter(|&t| t > Instant::now()) {
             sleep_until(earliest).await;
             continue;
