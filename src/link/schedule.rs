@@ -419,15 +419,15 @@ impl fmt::Display for Schedule {
             }
             Base::Steps(fl) => write!(
                 f,
-                "{} steps looping every {:.1} s",
+                "{} steps looping every {:?}",
                 fl.rates.len(),
-                Duration::from_nanos(fl.period).as_secs_f64()
+                Duration::from_nanos(fl.period)
             )?,
             Base::Trace(t) => write!(
                 f,
-                "trace of {} opportunities looping every {:.1} s",
+                "trace of {} opportunities looping every {:?}",
                 t.opportunities_per_loop(),
-                Duration::from_nanos(t.period_ns()).as_secs_f64()
+                Duration::from_nanos(t.period_ns())
             )?,
         }
         for (s, len) in self.outages() {
