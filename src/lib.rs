@@ -26,3 +26,8 @@ pub use engine::{
 };
 pub use error::{Error, ErrorKind, Result, ServerMessage};
 pub use limits::MediaCategory;
+
+/// The README's examples, compiled and run as doc-tests.
+#[cfg(all(doctest, feature = "emulator"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

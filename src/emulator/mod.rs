@@ -79,6 +79,28 @@ use tokio::task::JoinHandle;
 /// Source: tests must only talk to 127.0.0.1 (project rules); port 0 lets the OS pick.
 pub const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
+/// Consumer key of the [`demo_credentials`].
+pub const DEMO_CONSUMER_KEY: &str = "chunkwise-demo-consumer-key";
+/// Consumer secret of the [`demo_credentials`].
+pub const DEMO_CONSUMER_SECRET: &str = "chunkwise-demo-consumer-secret";
+/// Access token of the [`demo_credentials`] (the emulator reads the digits before `-` as the
+/// user id).
+pub const DEMO_ACCESS_TOKEN: &str = "1000-chunkwise-demo-access-token";
+/// Access token secret of the [`demo_credentials`].
+pub const DEMO_ACCESS_TOKEN_SECRET: &str = "chunkwise-demo-access-token-secret";
+
+/// The OAuth 1.0a credentials `chunkwise serve` and `chunkwise demo` accept when no `X_*`
+/// variable is set. They are public on purpose: they only open the local emulator, and they
+/// let `chunkwise upload --base-url http://127.0.0.1:...` work without any setup.
+pub fn demo_credentials() -> Credentials {
+    Credentials::oauth1(
+        DEMO_CONSUMER_KEY,
+        DEMO_CONSUMER_SECRET,
+        DEMO_ACCESS_TOKEN,
+        DEMO_ACCESS_TOKEN_SECRET,
+    )
+}
+
 /// Entry point: [`Emulator::builder`].
 #[derive(Debug, Clone, Copy)]
 pub struct Emulator;

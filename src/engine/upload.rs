@@ -296,6 +296,12 @@ impl Run {
             tokio::select! {
                 Some(done) = sched.in_flight.next(), if !sched.in_flight.is_empty() => {
                     self.on_done(&mut sched, done)?;
+                    // Take in every other response that is already here before deciding new
+                    // sends: a 429 that arrived together with a success must hold the send
+                    // the success would otherwise start at once.
+                    while let Some(Some(done)) = sched.in_flight.next().now_or_never() {
+                        self.on_done(&mut sched, done)?;
+                    }
                 }
                 () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }

@@ -1,0 +1,145 @@
+//! Live progress of an upload on stderr: an indicatif bar on a terminal, plain periodic lines
+//! otherwise, nothing with `--quiet`.
+
+use std::io::IsTerminal as _;
+use std::time::{Duration, Instant};
+
+use chunkwise::engine::{Progress, UploadEvent};
+use chunkwise::{UploadHandle, UploadReport};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Human-readable binary size (`4.0 MiB`).
+pub(crate) fn size(bytes: u64) -> String {
+    indicatif::BinaryBytes(bytes).to_string()
+}
+
+/// One status line: bytes, rate, ETA, chunk size and parallelism.
+fn line(p: &Progress, rate: f64) -> String {
+    let pct = if p.total_bytes == 0 {
+        100.0
+    } else {
+        p.bytes_acked as f64 * 100.0 / p.total_bytes as f64
+    };
+    let eta = if rate > 0.0 {
+        format!(
+            "{:.0}s",
+            (p.total_bytes - p.bytes_acked.min(p.total_bytes)) as f64 / rate
+        )
+    } else {
+        "?".to_string()
+    };
+    format!(
+        "{} / {} ({pct:.0}%), {}/s, ETA {eta}, chunk {}, {} of {} in flight",
+        size(p.bytes_acked),
+        size(p.total_bytes),
+        size(rate as u64),
+        size(p.chunk_size),
+        p.in_flight,
+        p.max_in_flight
+    )
+}
+
+/// Follows an upload to its end, rendering progress, and returns its report.
+///
+/// `every` is the interval of plain lines when stderr is not a terminal.
+pub(crate) async fn follow(
+    mut handle: UploadHandle,
+    quiet: bool,
+    every: Duration,
+) -> chunkwise::Result<UploadReport> {
+    if quiet {
+        while handle.next_event().await.is_some() {}
+        return handle.join().await;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let bar = tty.then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = Instant::now();
+    let mut last_line = Instant::now();
+    while let Some(event) = handle.next_event().await {
+        match event {
+            UploadEvent::Started { total_bytes } => {
+                if let Some(b) = &bar {
+                    b.set_length(total_bytes);
+                }
+            }
+            UploadEvent::Initialized { media_id, .. } => {
+                let msg = format!("initialized media {media_id}");
+                match &bar {
+                    Some(b) => b.println(msg),
+                    None => eprintln!("{msg}"),
+                }
+            }
+            UploadEvent::Progress(p) => {
+                let rate = p.bytes_acked as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                match &bar {
+                    Some(b) => {
+                        b.set_position(p.bytes_acked);
+                        b.set_message(format!(
+                            "chunk {} x{}/{}",
+                            size(p.chunk_size),
+                            p.in_flight,
+                            p.max_in_flight
+                        ));
+                    }
+                    None if last_line.elapsed() >= every => {
+                        last_line = Instant::now();
+                        eprintln!("{}", line(&p, rate));
+                    }
+                    None => {}
+                }
+            }
+            UploadEvent::Retry {
+                index,
+                attempt,
+                delay,
+                error,
+            } => {
+                let msg = format!(
+                    "segment {index} attempt {attempt} failed ({error}); retrying in {:.1}s",
+                    delay.as_secs_f64()
+                );
+                match &bar {
+                    Some(b) => b.println(msg),
+                    None => eprintln!("{msg}"),
+                }
+            }
+            UploadEvent::Finalizing => {
+                if let Some(b) = &bar {
+                    b.set_message("finalizing");
+                } else {
+                    eprintln!("all segments acknowledged; finalizing");
+                }
+            }
+            UploadEvent::Processing {
+                state,
+                progress_percent,
+                ..
+            } => {
+                let msg = format!(
+                    "processing: {state:?}{}",
+                    progress_percent
+                        .map(|p| format!(" {p}%"))
+                        .unwrap_or_default()
+                );
+                match &bar {
+                    Some(b) => b.set_message(msg),
+                    None => eprintln!("{msg}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    handle.join().await
+}

@@ -1,0 +1,42 @@
+//! `chunkwise serve`: run the local emulator until interrupted.
+
+use std::net::SocketAddr;
+
+use chunkwise::Credentials;
+use chunkwise::emulator::Emulator;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (credentials, from_env) = match Credentials::from_env() {
+        Some(c) => (c, true),
+        None => (chunkwise::emulator::demo_credentials(), false),
+    };
+    let emulator = Emulator::builder()
+        .credentials(credentials)
+        .bind(args.listen)
+        .start()
+        .await?;
+    // The base URL alone on stdout, so scripts can read it; the rest goes to stderr.
+    println!("{}", emulator.base_url());
+    if from_env {
+        eprintln!(
+            "accepting requests signed with the credentials in X_API_KEY/X_API_SECRET/X_ACCESS_TOKEN/X_ACCESS_TOKEN_SECRET or X_BEARER_TOKEN"
+        );
+    } else {
+        eprintln!(
+            "no X_* credentials set: accepting the emulator's demo credentials (see `chunkwise::emulator::demo_credentials`); `chunkwise upload --base-url {}` uses them automatically",
+            emulator.base_url()
+        );
+    }
+    eprintln!("press Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    emulator.shutdown().await;
+    Ok(())
+}

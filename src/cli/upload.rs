@@ -1,0 +1,195 @@
+//! `chunkwise upload`: upload one file and print its media id.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chunkwise::protocol::{ApiVersion, AppendEncoding, XClient};
+use chunkwise::{Credentials, Engine, MediaCategory, MediaSpec, Source, UploadReport};
+use clap::Args;
+
+use super::{GlobalArgs, parse_size, progress};
+
+#[derive(Debug, Args)]
+pub(crate) struct UploadArgs {
+    /// The file to upload.
+    file: PathBuf,
+    /// Base URL of the upload API (X's host for the API version when omitted; the emulator's
+    /// URL, as printed by `chunkwise serve`, for local runs).
+    #[arg(long)]
+    base_url: Option<url::Url>,
+    /// API version: v1 (v1.1 `media/upload.json`) or v2 (`/2/media/upload/...`).
+    #[arg(long, default_value = "v2")]
+    api: ApiVersion,
+    /// MIME type; guessed from the file extension when omitted.
+    #[arg(long)]
+    media_type: Option<String>,
+    /// Media category (tweet_image, tweet_gif, tweet_video, amplify_video, dm_image, dm_gif,
+    /// dm_video, subtitles); guessed from the media type when omitted.
+    #[arg(long)]
+    category: Option<MediaCategory>,
+    /// Pin the chunk size (bytes, or with a unit: 4MiB, 512KiB). Grown when the file would
+    /// need more than 1000 segments.
+    #[arg(long, value_parser = parse_size)]
+    chunk_size: Option<u64>,
+    /// Pin the number of parallel APPENDs.
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Send segments base64-encoded (`media_data`) instead of raw `media`.
+    #[arg(long)]
+    media_data: bool,
+    /// Per-APPEND body limit on the wire (default 5MiB).
+    #[arg(long, value_parser = parse_size)]
+    max_append_bytes: Option<u64>,
+    /// Write the final report as JSON to this path.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Send the upload through an emulated link: a built-in profile name (lte, 3g,
+    /// constant-10mbit-40ms, constant-1mbit-150ms, step-20-2-20, outage-20s, lossy, handover)
+    /// or a Mahimahi trace file. Needs an `http://` base URL (the emulator's).
+    #[arg(long)]
+    link: Option<String>,
+    /// With --link: override the link's round-trip time, in milliseconds.
+    #[arg(long, requires = "link")]
+    rtt_ms: Option<u64>,
+}
+
+/// Guesses a MIME type from a file extension.
+fn guess_media_type(path: &std::path::Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "mp4" | "m4v" => "video/mp4",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "ts" => "video/mp2t",
+        "gif" => "image/gif",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "srt" => "text/srt",
+        "vtt" => "text/vtt",
+        _ => return None,
+    })
+}
+
+/// Credentials from the environment; for a loopback base URL, the emulator's documented demo
+/// credentials when none are set.
+pub(crate) fn credentials_for(base_url: Option<&url::Url>) -> anyhow::Result<Credentials> {
+    if let Some(c) = Credentials::from_env() {
+        return Ok(c);
+    }
+    let loopback = base_url.and_then(|u| u.host()).is_some_and(|h| match h {
+        url::Host::Domain(d) => d == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    });
+    if loopback {
+        return Ok(chunkwise::emulator::demo_credentials());
+    }
+    anyhow::bail!(
+        "no credentials: set X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET (OAuth 1.0a) or X_BEARER_TOKEN"
+    )
+}
+
+pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let media_type = match &args.media_type {
+        Some(t) => t.clone(),
+        None => guess_media_type(&args.file)
+            .map(str::to_string)
+            .with_context(|| {
+                format!(
+                    "cannot guess the media type of {}; pass --media-type",
+                    args.file.display()
+                )
+            })?,
+    };
+    let category = args
+        .category
+        .or_else(|| MediaCategory::guess_from_media_type(&media_type));
+    let source = Source::file(&args.file).await?;
+
+    let credentials = credentials_for(args.base_url.as_ref())?;
+    // With --link, the client talks to a local link proxy that forwards to the base URL.
+    let mut proxy = None;
+    let mut base_url = args.base_url.clone();
+    if let Some(spec) = &args.link {
+        let target = base_url
+            .as_ref()
+            .filter(|u| u.scheme() == "http")
+            .and_then(|u| u.socket_addrs(|| None).ok())
+            .and_then(|addrs| addrs.into_iter().next())
+            .context("--link needs an http:// --base-url to forward to, such as the one `chunkwise serve` prints")?;
+        let link =
+            super::demo::start_link(target, super::demo::link_profile(spec, args.rtt_ms).await?)
+                .await?;
+        base_url = Some(url::Url::parse(&format!("http://{}", link.addr()))?);
+        proxy = Some(link);
+    }
+    let mut client = XClient::builder()
+        .api(args.api)
+        .credentials(credentials)
+        .append_encoding(if args.media_data {
+            AppendEncoding::Base64
+        } else {
+            AppendEncoding::Raw
+        });
+    if let Some(url) = base_url {
+        client = client.base_url(url);
+    }
+    if let Some(max) = args.max_append_bytes {
+        client = client.max_append_bytes(max);
+    }
+    let client = client.build()?;
+
+    let engine = Engine::new(
+        Arc::new(client),
+        super::demo::engine_config(args.chunk_size, args.parallel),
+    )?;
+    let mut spec = MediaSpec::new(media_type);
+    if let Some(c) = category {
+        spec = spec.with_category(c);
+    }
+    let handle = engine.upload(source, spec);
+    let report = progress::follow(handle, global.quiet, Duration::from_secs(1)).await?;
+    write_report(args.report.as_deref(), &report).await?;
+    println!("{}", report.media_id);
+    if let Some(link) = proxy {
+        link.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Writes the report as pretty JSON when a path was given.
+pub(crate) async fn write_report(
+    path: Option<&std::path::Path>,
+    report: &UploadReport,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let json = serde_json::to_vec_pretty(report)?;
+        tokio::fs::write(path, json)
+            .await
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_are_guessed_from_extensions() {
+        assert_eq!(
+            guess_media_type(std::path::Path::new("a/b.MP4")),
+            Some("video/mp4")
+        );
+        assert_eq!(
+            guess_media_type(std::path::Path::new("x.gif")),
+            Some("image/gif")
+        );
+        assert_eq!(guess_media_type(std::path::Path::new("noext")), None);
+    }
+}
