@@ -14,9 +14,11 @@
 //! - **Delivery rate `R`**: a windowed *maximum* of aggregate goodput samples (bytes acknowledged
 //!   by all requests over the sample's lifetime, not one request's `bytes / time`, which is only
 //!   `R / n`). Samples taken while the engine was app-limited (tail of the file, waits on
-//!   retries) never lower the estimate. A timeout clips the window to what the failed request
-//!   proves, and a request that took more than twice the model's prediction resets it: a stale
-//!   maximum is the dangerous error, an underestimate corrects itself with the next sample.
+//!   retries) never lower the estimate; samples whose window saw the pipe drain are dropped
+//!   (they overstate). A timeout replaces the estimate with the upper bound the failed request
+//!   proves, until the next real sample, and a request that took more than twice the model's
+//!   prediction resets it to its own sample: a stale maximum is the dangerous error, an
+//!   underestimate corrects itself with the next sample.
 //! - **Fixed cost `α`**: `T − S/R` of a request that had the link to itself. Over overlapping
 //!   requests the same expression is only an upper bound (their sharing counts as cost), so,
 //!   as BBR's PROBE_RTT does for the propagation delay, the controller briefly runs a single
@@ -41,11 +43,13 @@
 //!   by 5 %, or tries `n − 1` and keeps it if goodput fell by less than 5 % (enough in flight to
 //!   cover the bandwidth-delay product, and no more). It holds for a while after a failed probe.
 //!   Timeouts, stalls, 429s and inflated latencies cut the level (AIMD ×0.9, at least −1, once
-//!   per round). The level never probes below `⌈1 + α·R/S⌉`, so it keeps two APPENDs in
-//!   flight when the fixed cost would otherwise leave the link idle between chunks (§3 item 11).
+//!   per round). Probing never goes below two APPENDs, so the link does not idle through every
+//!   fixed cost (§3 item 11), nor below `⌈1 + α·R/S − 0.05⌉` when the fixed cost needs more.
 //! - **Deadline**: `gain·(α + n·S/R) + 2.5·σ`, at least a floor, with a doubled gain and a
-//!   60 s floor until the estimate is warm. A chunk that should take 2 s does not wait 120 s, and
-//!   one that should take 60 s is not killed at 30 s. The stall timeout scales the same way.
+//!   60 s floor until the estimate is warm (`σ`: deviation of lateness against the model). A
+//!   chunk that should take 2 s does not wait 120 s, and one that should take 60 s is not
+//!   killed at 30 s; each timeout lowers the rate bound, so the next deadline is longer even on
+//!   a link slower than every guess. The stall timeout scales with the estimate too.
 //! - **Holds**: a 429 holds every send until its `Retry-After`; optional byte-rate and
 //!   request-rate caps ([`RateCap`]) pace sends through [`Strategy::not_before`].
 //!
@@ -54,8 +58,12 @@
 //!
 //! # Engine contract
 //!
-//! Caps are charged in [`Strategy::request_deadline`], which the engine calls exactly once per
-//! APPEND attempt as it starts it. Observations should arrive in completion order.
+//! The engine calls [`Strategy::request_deadline`] exactly once per APPEND attempt, as it
+//! starts it, and reports every attempt once through [`Strategy::observe`], in completion
+//! order. The strategy relies on that: the caps are charged in `request_deadline`, and the
+//! starts it sees tell it how many requests are in flight (for drained samples) and whether a
+//! request had the link to itself (for `α`). Without those calls it still works, with less
+//! accurate samples.
 //!
 //! # Warm start
 //!
@@ -570,7 +578,7 @@ pub struct AdaptiveState {
     pub version: u32,
     /// Delivery rate in bytes per second.
     pub delivery_rate: Option<f64>,
-    /// Fixed cost in seconds.
+    /// Measured fixed cost in seconds (`None` until a request that ran alone measured it).
     pub fixed_cost_secs: Option<f64>,
     /// Mean lateness (request duration minus prediction, at least 0), in seconds.
     pub latency_error_mean_secs: Option<f64>,
@@ -812,10 +820,12 @@ pub struct AdaptiveStrategy {
     rate: WindowedMax<RATE_WINDOW>,
     /// The rate is only an upper bound (left by a timeout) until the next real sample.
     rate_provisional: bool,
-    /// Fixed cost `α` in seconds (a minimum of upper bounds).
+    /// Fixed cost `α` in seconds: measured, or until then a minimum of upper bounds.
     fixed_cost: Option<f64>,
-    /// When `α` was last measured by a request running alone.
-    fixed_cost_verified: Option<Instant>,
+    /// `α` was measured (by a request running alone, here or in the upload a state came from).
+    fixed_cost_measured: bool,
+    /// When this controller last measured `α`; `None` makes it due.
+    fixed_cost_at: Option<Instant>,
     /// Lateness against the prediction (duration minus prediction, at least 0), seconds.
     latency: EwmaVar,
     /// Mean bytes between failures.
@@ -858,7 +868,8 @@ impl AdaptiveStrategy {
             rate: WindowedMax::new(),
             rate_provisional: false,
             fixed_cost: None,
-            fixed_cost_verified: None,
+            fixed_cost_measured: false,
+            fixed_cost_at: None,
             latency: EwmaVar::new(LATENCY_EWMA_WEIGHT),
             failure_interval: None,
             delivered_since_failure: 0,
@@ -928,7 +939,9 @@ impl AdaptiveStrategy {
         if let Some(r) = state.delivery_rate {
             s.rate.reset_to(r);
         }
+        // A saved α was measured; it is used at once and re-measured at the first chance.
         s.fixed_cost = state.fixed_cost_secs;
+        s.fixed_cost_measured = state.fixed_cost_secs.is_some();
         if let Some(mean) = state.latency_error_mean_secs {
             s.latency.seed(mean, state.latency_error_dev_secs);
         }
@@ -947,7 +960,7 @@ impl AdaptiveStrategy {
         AdaptiveState {
             version: STATE_VERSION,
             delivery_rate: self.rate.get(),
-            fixed_cost_secs: self.fixed_cost,
+            fixed_cost_secs: self.fixed_cost.filter(|_| self.fixed_cost_measured),
             latency_error_mean_secs: self.latency.mean(),
             latency_error_dev_secs: self.latency.dev(),
             bytes_between_failures: self.failure_interval,
@@ -985,7 +998,7 @@ impl AdaptiveStrategy {
     /// estimate is an upper bound inflated by overlapping requests, which would make chunks
     /// too large (sizing then uses 0: the target time alone, and the `S*` floor).
     fn sizing_fixed_cost(&self) -> f64 {
-        if self.fixed_cost_verified.is_some() {
+        if self.fixed_cost_measured {
             self.fixed_cost.unwrap_or(0.0)
         } else {
             0.0
@@ -1077,7 +1090,7 @@ impl AdaptiveStrategy {
     }
 
     fn fixed_cost_stale(&self, now: Instant) -> bool {
-        self.fixed_cost_verified
+        self.fixed_cost_at
             .is_none_or(|t| now.saturating_duration_since(t) > FIXED_COST_MAX_AGE)
     }
 
@@ -1154,20 +1167,18 @@ impl AdaptiveStrategy {
             let own_rate_is_max = sample.is_some_and(|g| g > before);
             if self.overlapping(obs) == 1 && !own_rate_is_max {
                 self.fixed_cost = Some(bound);
-                self.fixed_cost_verified = Some(obs.finished);
-            } else if self.fixed_cost_verified.is_none()
-                && self.fixed_cost.is_none_or(|a| bound < a)
-            {
+                self.fixed_cost_measured = true;
+                self.fixed_cost_at = Some(obs.finished);
+            } else if !self.fixed_cost_measured && self.fixed_cost.is_none_or(|a| bound < a) {
                 self.fixed_cost = Some(bound);
             }
         }
 
         match self.par.phase {
-            Phase::ProbeFixedCost { base, since } => {
-                if in_flight == 1 && obs.started >= since {
-                    self.par.set(base, Phase::Steady, obs.finished);
-                }
+            Phase::ProbeFixedCost { base, since } if in_flight == 1 && obs.started >= since => {
+                self.par.set(base, Phase::Steady, obs.finished);
             }
+            Phase::ProbeFixedCost { .. } => {}
             _ if self.config.parallelism == ParallelismMode::Auto => {
                 let bounds = self.level_bounds(obs.finished);
                 self.par.on_success(obs, sample, bounds);

@@ -269,6 +269,11 @@ async fn no_request_starts_during_a_429_hold_in_the_simulation() {
         r.attempts.iter().any(|a| (a.started - until).abs() < 1e-6),
         "nothing resumed at the hold's end"
     );
+    // The throttled segment is retried whole, with the same index and bytes.
+    assert!(r.attempts.iter().any(|a| a.started >= until - 1e-6
+        && a.index == throttled.index
+        && a.bytes == throttled.bytes
+        && a.outcome == Outcome::Success));
 }
 
 #[tokio::test(start_paused = true)]
@@ -516,6 +521,7 @@ async fn state_export_and_import_round_trip() {
     let t = Instant::now();
     assert_eq!(resumed.chunk_size(&ctx(t, 100 * MIB)), state.chunk_target);
     assert_eq!(resumed.max_in_flight(t), state.parallelism);
+    assert_eq!(resumed.estimates().fixed_cost, s.estimates().fixed_cost);
     assert!(resumed.request_deadline(t, MIB) < adaptive().request_deadline(t, MIB));
 
     // A pinned configuration still wins over the state; the level is capped by the config.
