@@ -94,7 +94,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::estimator::{DeliveryTracker, EwmaVar, WindowedMax};
-use super::pacer::{Pacer, RateCap, secs};
+use super::pacer::{Pacer, RateCap, later, secs};
 use super::{Observation, Outcome, PlanContext, Strategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::MIB;
@@ -323,6 +323,12 @@ pub const STALL_GAIN: f64 = 4.0;
 /// Source: the 1 s throttle base of aws-s3-transfer-manager-rs' retry design
 /// (adaptive-anchors.md §2.3).
 pub const DEFAULT_THROTTLE_HOLD: Duration = Duration::from_secs(1);
+
+/// Longest hold a 429 can impose; a longer `Retry-After` is treated as this.
+///
+/// Source: X's longest rate-limit window, 24 h (protocol.md §5); a server asking for more is
+/// more likely broken than serious, and the engine's retry budget ends such an upload anyway.
+pub const MAX_THROTTLE_HOLD: Duration = Duration::from_secs(24 * 3600);
 
 /// Version of [`AdaptiveState`]'s layout.
 pub const STATE_VERSION: u32 = 1;
@@ -686,7 +692,7 @@ impl Parallelism {
 
     fn hold(&mut self, now: Instant) {
         let by_epochs = self.last_epoch_len.saturating_mul(PROBE_HOLD_EPOCHS);
-        self.hold_until = Some(now + PROBE_HOLD.max(by_epochs));
+        self.hold_until = Some(later(now, PROBE_HOLD.max(by_epochs)));
     }
 
     /// Back pressure: undo a probe and cut the level (AIMD, at least −1), then hold.
@@ -1078,7 +1084,7 @@ impl AdaptiveStrategy {
             .count();
         // `started_during` counts the request itself when the engine reported its start.
         let in_flight = obs.in_flight.max(1);
-        in_flight.max(in_flight - 1 + started_during)
+        in_flight.max((in_flight - 1).saturating_add(started_during))
     }
 
     fn level_bounds(&self, now: Instant) -> LevelBounds {
@@ -1316,7 +1322,10 @@ impl Strategy for AdaptiveStrategy {
                 force = true;
             }
             Outcome::Throttled { retry_after } => {
-                let until = obs.finished + retry_after.unwrap_or(DEFAULT_THROTTLE_HOLD);
+                let hold = retry_after
+                    .unwrap_or(DEFAULT_THROTTLE_HOLD)
+                    .min(MAX_THROTTLE_HOLD);
+                let until = later(obs.finished, hold);
                 if self.retry_hold.is_none_or(|t| t < until) {
                     self.retry_hold = Some(until);
                 }

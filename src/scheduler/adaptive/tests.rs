@@ -5,6 +5,7 @@ use super::*;
 use crate::scheduler::sim::{self, Link, Report, Steps};
 use crate::scheduler::{FixedStrategy, Strategy};
 use proptest::prelude::*;
+use proptest::strategy::Strategy as _;
 
 const MAX_CHUNK: u64 = 5 * MIB;
 const KIB: u64 = 1024;
@@ -244,6 +245,20 @@ async fn a_429_holds_every_send_until_its_retry_after() {
     );
     // 429s are back pressure: the level was cut from 2 (once per round, not per response).
     assert_eq!(s.max_in_flight(at(10_000)), 1);
+    // An absurd Retry-After is capped, not trusted (and does not overflow the clock).
+    s.observe(&obs(
+        MIB,
+        at(20_000),
+        at(20_000),
+        Outcome::Throttled {
+            retry_after: Some(Duration::MAX),
+        },
+        1,
+    ));
+    assert_eq!(
+        s.not_before(at(20_000)),
+        Some(at(20_000) + MAX_THROTTLE_HOLD)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -784,6 +799,117 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    start_ms: u64,
+    dur_ms: u64,
+    bytes: u64,
+    outcome: u8,
+    retry_ms: Option<u64>,
+    in_flight: usize,
+    app_limited: bool,
+    remaining: u64,
+    segments: u32,
+    max_chunk: u64,
+}
+
+fn event() -> impl proptest::strategy::Strategy<Value = Event> {
+    (
+        (
+            0u64..10_000_000,
+            0u64..1_000_000,
+            prop_oneof![Just(0u64), 1u64..10 * MIB, Just(u64::MAX)],
+        ),
+        (
+            0u8..6,
+            prop::option::of(prop_oneof![0u64..100_000, Just(u64::MAX)]),
+        ),
+        (prop_oneof![0usize..40, Just(usize::MAX)], any::<bool>()),
+        (0u64..=u64::MAX / 2, 0u32..=1000, 0u64..=10 * MIB),
+    )
+        .prop_map(
+            |(
+                (start_ms, dur_ms, bytes),
+                (outcome, retry_ms),
+                (in_flight, app_limited),
+                (remaining, segments, max_chunk),
+            )| Event {
+                start_ms,
+                dur_ms,
+                bytes,
+                outcome,
+                retry_ms,
+                in_flight,
+                app_limited,
+                remaining,
+                segments,
+                max_chunk,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0b5e),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any sequence of observations, however odd (zero or huge sizes, reversed times, absurd
+    /// in-flight counts and Retry-Afters), never panics and never pushes an answer out of its
+    /// bounds.
+    #[test]
+    fn any_observations_keep_every_answer_in_bounds(events in prop::collection::vec(event(), 1..60)) {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| Instant::from_std(t0 + Duration::from_millis(ms));
+        let mut s = adaptive();
+        for e in events {
+            let started = at(e.start_ms);
+            let finished = at(e.start_ms.saturating_add(e.dur_ms) % 20_000_000);
+            let outcome = match e.outcome {
+                0 | 1 => Outcome::Success,
+                2 => Outcome::Timeout,
+                3 => Outcome::Stalled,
+                4 => Outcome::RetryableError,
+                _ => Outcome::Throttled { retry_after: e.retry_ms.map(Duration::from_millis) },
+            };
+            let deadline = s.request_deadline(started, e.bytes);
+            prop_assert!(deadline > Duration::ZERO && deadline <= DEADLINE_CEILING);
+            s.observe(&Observation {
+                segment_index: 0,
+                bytes: e.bytes,
+                started,
+                finished,
+                outcome,
+                in_flight: e.in_flight,
+                app_limited: e.app_limited,
+            });
+            let n = s.max_in_flight(finished);
+            prop_assert!((1..=DEFAULT_MAX_PARALLELISM).contains(&n));
+            let min_chunk = e.remaining.div_ceil(u64::from(e.segments.max(1)));
+            let ctx = PlanContext {
+                now: finished,
+                remaining_bytes: e.remaining,
+                remaining_segments: e.segments,
+                min_chunk,
+                max_chunk: e.max_chunk,
+            };
+            let chunk = s.chunk_size(&ctx);
+            if min_chunk <= e.max_chunk {
+                prop_assert!(chunk >= min_chunk && chunk <= e.max_chunk);
+            } else {
+                prop_assert_eq!(chunk, e.max_chunk);
+            }
+            let stall = s.stall_timeout().unwrap();
+            prop_assert!(stall >= DEFAULT_STALL_TIMEOUT && stall <= DEADLINE_CEILING);
+            let _ = s.not_before(finished);
+            let _ = s.estimates();
+            let _ = s.export_state();
+        }
     }
 }
 
