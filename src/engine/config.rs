@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::retry::RetryPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::DEFAULT_MAX_APPEND_BYTES;
-use crate::scheduler::{FixedStrategy, Strategy};
+use crate::scheduler::{AdaptiveStrategy, FixedStrategy, Strategy};
 
 /// Makes a fresh [`Strategy`] for each upload (a strategy learns from one upload's attempts).
 pub type StrategyFactory = Arc<dyn Fn() -> Box<dyn Strategy> + Send + Sync>;
@@ -130,7 +130,8 @@ impl PollingConfig {
 ///
 /// # Default
 ///
-/// A [`FixedStrategy::default()`] per upload (4 MiB segments, 3 in flight, 120 s deadline),
+/// A cold [`AdaptiveStrategy::default()`] per upload (chunk size, parallelism and deadlines
+/// follow the measured link),
 /// [`RetryPolicy::default()`], [`PollingConfig::default()`], INIT/FINALIZE/STATUS deadline
 /// [`DEFAULT_CONTROL_TIMEOUT`], category size limits enforced, request tracing off.
 ///
@@ -175,7 +176,7 @@ impl fmt::Debug for EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            strategy: Arc::new(|| Box::new(FixedStrategy::default())),
+            strategy: Arc::new(|| Box::new(AdaptiveStrategy::default())),
             retry: RetryPolicy::default(),
             polling: PollingConfig::default(),
             control_timeout: DEFAULT_CONTROL_TIMEOUT,
@@ -263,7 +264,7 @@ mod tests {
     fn default_is_valid() {
         EngineConfig::default().validate().unwrap();
         let dbg = format!("{:?}", EngineConfig::default());
-        assert!(dbg.contains("FixedStrategy"), "{dbg}");
+        assert!(dbg.contains("AdaptiveStrategy"), "{dbg}");
     }
 
     #[test]

@@ -855,6 +855,14 @@ pub struct AdaptiveStrategy {
     in_flight_now: u64,
 }
 
+impl Default for AdaptiveStrategy {
+    /// A cold controller with [`AdaptiveConfig::default`] (which always validates; a unit test
+    /// checks it).
+    fn default() -> Self {
+        Self::from_valid_config(AdaptiveConfig::default())
+    }
+}
+
 /// Request starts remembered. Source: reasonable default: only "was there more than one start
 /// during this request" is asked, so any history longer than one round will do.
 const START_HISTORY: usize = 16;
@@ -864,11 +872,16 @@ impl AdaptiveStrategy {
     /// [`validate`](AdaptiveConfig::validate).
     pub fn new(config: AdaptiveConfig) -> Result<Self> {
         config.validate()?;
+        Ok(Self::from_valid_config(config))
+    }
+
+    /// A cold controller from a configuration that has been validated.
+    fn from_valid_config(config: AdaptiveConfig) -> Self {
         let limit = match config.parallelism {
             ParallelismMode::Auto => config.initial_parallelism,
             ParallelismMode::Fixed(n) => n,
         };
-        Ok(AdaptiveStrategy {
+        AdaptiveStrategy {
             config,
             delivery: DeliveryTracker::new(),
             rate: WindowedMax::new(),
@@ -892,7 +905,7 @@ impl AdaptiveStrategy {
             starts: [None; START_HISTORY],
             next_start: 0,
             in_flight_now: 0,
-        })
+        }
     }
 
     /// A controller that starts from saved estimates (see [`export_state`](Self::export_state)).
