@@ -75,9 +75,7 @@ impl SourceIdentity {
                     std::fs::canonicalize(&p).unwrap_or(p)
                 })
                 .await
-                .map_err(|e| {
-                    checkpoint_error("resolving the source path failed").with_source(e)
-                })?;
+                .map_err(|e| checkpoint_error("resolving the source path failed").with_source(e))?;
                 Some(canonical.to_string_lossy().into_owned())
             }
             None => None,
@@ -98,7 +96,10 @@ impl SourceIdentity {
     /// [`ErrorKind::Checkpoint`](crate::ErrorKind::Checkpoint) naming what changed.
     pub fn check_unchanged(&self, current: &SourceIdentity) -> Result<()> {
         let changed = if self.size != current.size {
-            format!("its size changed from {} to {} bytes", self.size, current.size)
+            format!(
+                "its size changed from {} to {} bytes",
+                self.size, current.size
+            )
         } else if self.modified != current.modified {
             "its modification time changed".to_string()
         } else if self.fingerprint != current.fingerprint {

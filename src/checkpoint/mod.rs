@@ -367,9 +367,8 @@ impl Checkpoint {
                  start over"
             )));
         }
-        let header: Header = serde_json::from_value(loose).map_err(|e| {
-            checkpoint_error("the checkpoint header is corrupt").with_source(e)
-        })?;
+        let header: Header = serde_json::from_value(loose)
+            .map_err(|e| checkpoint_error("the checkpoint header is corrupt").with_source(e))?;
         if body.len() as u64 != header.body_bytes {
             return Err(checkpoint_error(format!(
                 "the checkpoint is truncated or padded: its body has {} bytes, its header says \

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::retry::RetryPolicy;
-use crate::error::{Error, ErrorKind, Result};
 use crate::checkpoint::CheckpointStore;
+use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{DEFAULT_MAX_APPEND_BYTES, MAX_SEGMENTS};
 use crate::scheduler::{FixedStrategy, PlanContext, Strategy};
 

@@ -203,8 +203,7 @@ impl Plan {
         }
         let mut next = 0u64;
         for (i, s) in self.segments.iter().enumerate() {
-            if s.index as usize != i || s.offset != next || s.len == 0 || s.len > self.max_chunk
-            {
+            if s.index as usize != i || s.offset != next || s.len == 0 || s.len > self.max_chunk {
                 return Err(format!(
                     "segment {i} of the plan (index {}, offset {}, {} bytes) does not follow \
                      the previous one",

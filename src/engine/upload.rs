@@ -27,7 +27,7 @@ use super::{CancelOutcome, Control, MediaSpec, PauseMode};
 use crate::checkpoint::{Checkpoint, CheckpointKey, SourceIdentity, checkpoint_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{
-    AppendResponse, AppendRequest, InitRequest, MediaId, MediaStatus, ProcessingState,
+    AppendRequest, AppendResponse, InitRequest, MediaId, MediaStatus, ProcessingState,
     ProtocolTarget, UploadProtocol, is_media_id_gone,
 };
 use crate::scheduler::{Observation, Outcome, Strategy};
@@ -286,7 +286,9 @@ impl Run {
             match self.appends(&media_id).await {
                 Ok(()) => break media_id,
                 Err(e) if self.resumed && is_media_id_gone(&e) => {
-                    self.restart(format!("the server no longer knows media id {media_id}: {e}"))?;
+                    self.restart(format!(
+                        "the server no longer knows media id {media_id}: {e}"
+                    ))?;
                 }
                 Err(e) => return Err(e),
             }
@@ -383,7 +385,10 @@ impl Run {
             )));
         }
         let old_key = cp.key();
-        if self.identity.as_ref().map(|id| CheckpointKey::for_upload(id, &self.target))
+        if self
+            .identity
+            .as_ref()
+            .map(|id| CheckpointKey::for_upload(id, &self.target))
             != Some(old_key.clone())
         {
             self.old_keys.push(old_key);
@@ -616,7 +621,7 @@ impl Run {
         let now = Instant::now();
         let mut flights: Vec<(u64, Flight)> = sched.flights.drain().collect();
         flights.sort_by_key(|(_, f)| f.segment.index);
-        for (id, f) in flights.into_iter().rev() {
+        for (id, f) in &flights {
             let record = AttemptRecord {
                 segment: f.segment.index,
                 attempt: f.attempt,
@@ -629,7 +634,9 @@ impl Run {
             };
             self.rec
                 .attempt_ended(record, now.saturating_duration_since(f.launched));
-            self.task.shared.with(|s| s.sent.remove(&id));
+            self.task.shared.with(|s| s.sent.remove(id));
+        }
+        for (_, f) in flights.iter().rev() {
             sched.pending.push_front(Pending {
                 segment: f.segment,
                 attempt: f.attempt,

@@ -251,8 +251,8 @@ pub(crate) fn is_media_id_gone(e: &crate::Error) -> bool {
 /// seeded-corpus tests. Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use super::parse::{self, Command};
     use super::MediaId;
+    use super::parse::{self, Command};
     use std::time::SystemTime;
 
     /// Feeds `data` to every response parser as a body and as header values; must never
