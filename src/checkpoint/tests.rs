@@ -429,7 +429,7 @@ async fn memory_store_round_trips_and_rejects_corrupt_data() {
     let key = cp.key();
     store.save(&key, &cp).await.unwrap();
     assert_eq!(store.load(&key).await.unwrap(), Some(cp));
-    assert_eq!(store.list().await.unwrap(), [key.clone()]);
+    assert_eq!(store.list().await.unwrap(), std::slice::from_ref(&key));
     store.insert_raw(key.clone(), b"junk".to_vec());
     assert_eq!(
         store.load(&key).await.unwrap_err().kind(),

@@ -32,7 +32,7 @@
 //!
 //! With a [`CheckpointStore`](crate::checkpoint::CheckpointStore) in
 //! [`EngineConfig::checkpoint_store`], every upload saves a
-//! [`Checkpoint`](crate::checkpoint::Checkpoint) after INIT and after acknowledged
+//! [`Checkpoint`] after INIT and after acknowledged
 //! segments. [`Engine::resume`] carries such a checkpoint on, in this process or another:
 //! it checks that the source is unchanged, sends only the segments the server did not
 //! acknowledge (with their original indices and sizes), and plans the rest; if the media id
