@@ -105,12 +105,30 @@ fn write_checkpoint_seeds() {
     std::fs::write(dir.join("version9.ckpt"), other_version).unwrap();
 }
 
-fn mutated(seed: &[u8], edits: &[(prop::sample::Index, u8)], cut: prop::sample::Index) -> Vec<u8> {
+/// Which seed to take, which bytes to overwrite with what, and where to cut it off.
+type Mutation = (
+    prop::sample::Index,
+    Vec<(prop::sample::Index, u8)>,
+    prop::sample::Index,
+);
+
+fn mutations() -> impl Strategy<Value = Mutation> {
+    (
+        any::<prop::sample::Index>(),
+        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        any::<prop::sample::Index>(),
+    )
+}
+
+/// A seed of `target` with `mutation` applied.
+fn mutated_seed(target: &str, (pick, edits, cut): Mutation) -> Vec<u8> {
+    let seeds = seeds(target);
+    let (_, seed) = &seeds[pick.index(seeds.len())];
     let mut data = seed.to_vec();
     if !data.is_empty() {
         for (at, byte) in edits {
             let i = at.index(data.len());
-            data[i] = *byte;
+            data[i] = byte;
         }
     }
     let keep = cut.index(data.len() + 1);
@@ -136,14 +154,8 @@ proptest! {
     }
 
     #[test]
-    fn parsers_never_panic_on_mutated_seeds(
-        pick in any::<prop::sample::Index>(),
-        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
-        cut in any::<prop::sample::Index>(),
-    ) {
-        let seeds = seeds("parse_response");
-        let (_, seed) = &seeds[pick.index(seeds.len())];
-        parse_response(&mutated(seed, &edits, cut));
+    fn parsers_never_panic_on_mutated_seeds(m in mutations()) {
+        parse_response(&mutated_seed("parse_response", m));
     }
 
     #[test]
@@ -152,13 +164,7 @@ proptest! {
     }
 
     #[test]
-    fn checkpoint_reader_holds_on_mutated_seeds(
-        pick in any::<prop::sample::Index>(),
-        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
-        cut in any::<prop::sample::Index>(),
-    ) {
-        let seeds = seeds("checkpoint");
-        let (_, seed) = &seeds[pick.index(seeds.len())];
-        prop_assert_eq!(read_checkpoint(&mutated(seed, &edits, cut)), Ok(()));
+    fn checkpoint_reader_holds_on_mutated_seeds(m in mutations()) {
+        prop_assert_eq!(read_checkpoint(&mutated_seed("checkpoint", m)), Ok(()));
     }
 }

@@ -442,7 +442,9 @@ pub mod fuzzing {
         if same == cp {
             Ok(())
         } else {
-            Err(format!("the checkpoint changed in a round trip: {cp:?} became {same:?}"))
+            Err(format!(
+                "the checkpoint changed in a round trip: {cp:?} became {same:?}"
+            ))
         }
     }
 }

@@ -358,12 +358,23 @@ async fn file_store_is_owner_only() {
     assert_eq!(mode(&dir), 0o700);
 }
 
-#[tokio::test]
-async fn file_store_reports_bad_files_and_failed_writes_as_typed_errors() {
+/// A file store in a new temporary directory, and the sample checkpoint with its key.
+fn file_store() -> (
+    tempfile::TempDir,
+    FileCheckpointStore,
+    Checkpoint,
+    CheckpointKey,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = FileCheckpointStore::new(dir.path());
     let cp = sample();
     let key = cp.key();
+    (dir, store, cp, key)
+}
+
+#[tokio::test]
+async fn file_store_reports_bad_files_and_failed_writes_as_typed_errors() {
+    let (dir, store, cp, key) = file_store();
     let good = cp.to_bytes().unwrap();
 
     let path = store.path_for(&key);
@@ -403,10 +414,7 @@ async fn file_store_reports_bad_files_and_failed_writes_as_typed_errors() {
 
 #[tokio::test]
 async fn concurrent_saves_leave_one_whole_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FileCheckpointStore::new(dir.path());
-    let cp = sample();
-    let key = cp.key();
+    let (dir, store, cp, key) = file_store();
     let saves = (0..8u32).map(|i| {
         let mut c = cp.clone();
         c.strategy_state = Some(serde_json::json!({ "i": i }));

@@ -300,70 +300,35 @@ mod tests {
         assert!(dbg.contains("FixedStrategy"), "{dbg}");
     }
 
-    #[test]
-    fn zero_and_absurd_parallelism_are_rejected() {
-        for parallelism in [0, MAX_IN_FLIGHT_LIMIT + 1, usize::MAX] {
-            let mut s = FixedStrategy::default();
-            s.parallelism = parallelism;
-            let e = EngineConfig::default()
-                .with_fixed_strategy(s)
-                .validate()
-                .unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidConfig);
-            assert!(e.to_string().contains("in flight"), "{e}");
-        }
-    }
-
-    #[test]
-    fn zero_chunk_size_is_rejected() {
-        let e = EngineConfig::default()
-            .with_fixed_strategy(FixedStrategy::new(0, 1, Duration::from_secs(1)))
-            .validate()
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
-        assert!(e.to_string().contains("chunk size is 0"), "{e}");
-    }
-
-    #[test]
-    fn absurd_durations_are_rejected() {
-        let day = MAX_CONFIG_DURATION + Duration::from_secs(1);
-        let mut stalling = FixedStrategy::default();
-        stalling.deadline = day;
-        let cases = [
-            EngineConfig::default().with_fixed_strategy(stalling),
-            EngineConfig {
-                control_timeout: day,
-                ..EngineConfig::default()
-            },
-            EngineConfig {
-                polling: PollingConfig {
-                    deadline: day,
-                    ..PollingConfig::default()
-                },
-                ..EngineConfig::default()
-            },
-            EngineConfig::default().with_retry(RetryPolicy {
-                max_delay: Duration::MAX,
-                ..RetryPolicy::default()
-            }),
-        ];
-        for c in cases {
-            assert_eq!(
-                c.validate().unwrap_err().kind(),
-                ErrorKind::InvalidConfig,
-                "{c:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn zero_durations_are_rejected() {
-        let s = FixedStrategy::new(1, 1, Duration::ZERO);
+    /// The error text of a configuration with strategy `s`, which must be invalid.
+    fn rejected(s: FixedStrategy) -> String {
         let e = EngineConfig::default()
             .with_fixed_strategy(s)
             .validate()
             .unwrap_err();
-        assert!(e.to_string().contains("deadline"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        e.to_string()
+    }
+
+    #[test]
+    fn zero_and_absurd_parallelism_and_zero_chunks_are_rejected() {
+        for parallelism in [0, MAX_IN_FLIGHT_LIMIT + 1, usize::MAX] {
+            let mut s = FixedStrategy::default();
+            s.parallelism = parallelism;
+            let e = rejected(s);
+            assert!(e.contains("in flight"), "{e}");
+        }
+        let e = rejected(FixedStrategy::new(0, 1, Duration::from_secs(1)));
+        assert!(e.contains("chunk size is 0"), "{e}");
+    }
+
+    #[test]
+    fn zero_and_absurd_durations_are_rejected() {
+        let day = MAX_CONFIG_DURATION + Duration::from_secs(1);
+        for deadline in [Duration::ZERO, day] {
+            let e = rejected(FixedStrategy::new(1, 1, deadline));
+            assert!(e.contains("deadline"), "{e}");
+        }
 
         let polling = |f: fn(&mut PollingConfig)| {
             let mut p = PollingConfig::default();
@@ -383,6 +348,15 @@ mod tests {
             },
             EngineConfig::default().with_retry(RetryPolicy {
                 max_attempts: 0,
+                ..RetryPolicy::default()
+            }),
+            polling(|p| p.deadline = MAX_CONFIG_DURATION + Duration::from_secs(1)),
+            EngineConfig {
+                control_timeout: day,
+                ..EngineConfig::default()
+            },
+            EngineConfig::default().with_retry(RetryPolicy {
+                max_delay: Duration::MAX,
                 ..RetryPolicy::default()
             }),
         ];

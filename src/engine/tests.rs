@@ -975,21 +975,41 @@ async fn file_source_uploads_and_a_shrinking_file_fails() {
     s.engine.upload(source, video()).join().await.unwrap();
     assert_eq!(s.fake.assembled(), data.to_vec());
 
-    // One segment at a time; the file is cut to half once segment 1 is stored.
+    // The file is cut to half once segment 1 is stored.
+    let (e, fake) = upload_changing(&f, 1, |file| file.set_len(2_500).unwrap()).await;
+    assert!(e.to_string().contains("changed size"), "{e}");
+    assert_eq!(e.segment(), Some(2));
+    assert_eq!(fake.st().calls.len(), 2);
+
+    // Rewritten in place (same size, new modification time) once segment 0 is stored.
+    let (e, _) = upload_changing(&f, 0, |file| {
+        file.set_modified(std::time::SystemTime::now() + Duration::from_secs(60))
+            .unwrap()
+    })
+    .await;
+    assert!(e.to_string().contains("modified during the upload"), "{e}");
+    assert_eq!(e.segment(), Some(1));
+}
+
+/// Uploads file `f` one 1000-byte segment at a time, applying `change` to the file once
+/// segment `after` is stored; the upload must fail with `Io`.
+async fn upload_changing(
+    f: &tempfile::NamedTempFile,
+    after: u32,
+    change: impl Fn(&std::fs::File) + Send + Sync + 'static,
+) -> (crate::Error, Arc<Fake>) {
     let file = f.reopen().unwrap();
     let mut fake = Fake::new(1000);
     fake.on_append = Some(Box::new(move |index| {
-        if index == 1 {
-            file.set_len(2_500).unwrap();
+        if index == after {
+            change(&file);
         }
     }));
     let s = setup(fake, 1000, 1);
     let source = Source::file(f.path()).await.unwrap();
     let e = s.engine.upload(source, video()).join().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
-    assert_eq!(e.segment(), Some(2));
-    assert!(e.to_string().contains("changed size"), "{e}");
-    assert_eq!(s.fake.st().calls.len(), 2);
+    (e, s.fake)
 }
 
 #[tokio::test(start_paused = true)]

@@ -707,16 +707,16 @@ impl Run {
         };
         loop {
             self.sync_control(Some(&mut sched));
-            let wake = match self.paused {
-                None => self.fill(&mut sched),
-                Some(_) => None,
-            };
+            // A pause holds only while the handle can still lift it (so that the `select!`
+            // below always has a branch to wait on).
+            let holding = self.paused.is_some() && self.control_open;
+            let wake = if holding { None } else { self.fill(&mut sched) };
             self.start_save();
             let plan_done = self.plan.as_ref().is_none_or(Plan::is_complete);
             if sched.is_idle() && plan_done {
                 return Ok(());
             }
-            if self.paused.is_none() && sched.in_flight.is_empty() && wake.is_none() {
+            if !holding && sched.in_flight.is_empty() && wake.is_none() {
                 // Unreachable with a plan built by `Plan::new`; guards against a hang.
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
