@@ -220,7 +220,7 @@ impl Recorder {
     }
 
     /// The final report.
-    pub(crate) fn finish(self, ended: Instant, fin: Finished) -> UploadReport {
+    pub(crate) fn finish(&mut self, ended: Instant, fin: Finished) -> UploadReport {
         let elapsed = ended.saturating_duration_since(self.started);
         let secs = elapsed.as_secs_f64();
         let goodput = if secs > 0.0 {
@@ -248,7 +248,7 @@ impl Recorder {
             max_in_flight: self.max_in_flight,
             resumed_segments: fin.resumed_segments,
             restarted: fin.restarted,
-            trace: self.trace.unwrap_or_default(),
+            trace: self.trace.take().unwrap_or_default(),
         }
     }
 }

@@ -325,8 +325,7 @@ impl Run {
             resumed_segments: self.resumed_segments,
             restarted: self.restarted,
         };
-        let rec = std::mem::replace(&mut self.rec, Recorder::new(Instant::now(), false));
-        Ok(rec.finish(Instant::now(), fin))
+        Ok(self.rec.finish(Instant::now(), fin))
     }
 
     /// INIT: opens the session and saves the first checkpoint before any APPEND, so the
