@@ -396,7 +396,7 @@ async fn cancel_says_until_when_the_media_id_is_usable_and_keeps_the_checkpoint(
 }
 
 #[tokio::test(start_paused = true)]
-async fn cancel_reports_the_expiry_from_append_answers_and_sends_an_event() {
+async fn cancel_reports_the_expiry_from_append_answers_without_a_store() {
     let mut fake = Fake::new(100);
     fake.append_expires_at = Some(4_000_000_000);
     fake.append_delay = Duration::from_secs(1);
