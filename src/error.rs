@@ -56,6 +56,11 @@ pub enum ErrorKind {
     RetryBudgetExhausted,
     /// The upload was cancelled by the caller.
     Cancelled,
+    /// A checkpoint cannot be used or stored: the file is corrupt, truncated, from another
+    /// program or format version, or was made for another source (the file changed since) or
+    /// target; or the checkpoint store failed to read or write it. Discard the checkpoint
+    /// and start a new upload (or fix the store's directory).
+    Checkpoint,
 }
 
 impl ErrorKind {
@@ -75,6 +80,7 @@ impl ErrorKind {
             ErrorKind::ProcessingTimeout => "media processing did not finish in time",
             ErrorKind::RetryBudgetExhausted => "retry budget exhausted",
             ErrorKind::Cancelled => "upload cancelled",
+            ErrorKind::Checkpoint => "checkpoint unusable",
         }
     }
 }

@@ -44,6 +44,7 @@
 )]
 
 pub mod auth;
+pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod limits;
@@ -56,9 +57,10 @@ pub mod emulator;
 pub mod link;
 
 pub use auth::Credentials;
+pub use checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
 pub use engine::{
-    Engine, EngineConfig, MediaSpec, Progress, RetryPolicy, Source, UploadEvent, UploadHandle,
-    UploadReport,
+    CancelOutcome, Engine, EngineConfig, MediaSpec, PauseMode, Progress, RetryPolicy, Source,
+    UploadEvent, UploadHandle, UploadReport,
 };
 pub use error::{Error, ErrorKind, Result, ServerMessage};
 pub use limits::MediaCategory;

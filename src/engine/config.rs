@@ -7,9 +7,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::retry::RetryPolicy;
+use crate::checkpoint::CheckpointStore;
 use crate::error::{Error, ErrorKind, Result};
-use crate::limits::DEFAULT_MAX_APPEND_BYTES;
-use crate::scheduler::{AdaptiveStrategy, FixedStrategy, Strategy};
+use crate::limits::{DEFAULT_MAX_APPEND_BYTES, MAX_SEGMENTS};
+use crate::scheduler::{AdaptiveStrategy, FixedStrategy, PlanContext, Strategy};
 
 /// Makes a fresh [`Strategy`] for each upload (a strategy learns from one upload's attempts).
 pub type StrategyFactory = Arc<dyn Fn() -> Box<dyn Strategy> + Send + Sync>;
@@ -158,6 +159,11 @@ pub struct EngineConfig {
     pub enforce_category_limits: bool,
     /// Record every APPEND attempt in [`UploadReport::trace`](super::UploadReport::trace).
     pub trace_requests: bool,
+    /// Where each upload's [`Checkpoint`](crate::checkpoint::Checkpoint) is saved, after INIT
+    /// and after acknowledged segments, and removed once FINALIZE succeeded; `None` saves
+    /// nothing (a cancelled upload still hands its checkpoint back in
+    /// [`CancelOutcome`](super::CancelOutcome)).
+    pub checkpoint_store: Option<Arc<dyn CheckpointStore>>,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -169,6 +175,7 @@ impl fmt::Debug for EngineConfig {
             .field("control_timeout", &self.control_timeout)
             .field("enforce_category_limits", &self.enforce_category_limits)
             .field("trace_requests", &self.trace_requests)
+            .field("checkpoint_store", &self.checkpoint_store)
             .finish()
     }
 }
@@ -182,6 +189,7 @@ impl Default for EngineConfig {
             control_timeout: DEFAULT_CONTROL_TIMEOUT,
             enforce_category_limits: true,
             trace_requests: false,
+            checkpoint_store: None,
         }
     }
 }
@@ -202,26 +210,40 @@ impl EngineConfig {
         self.with_strategy(move || strategy)
     }
 
+    /// Saves checkpoints to `store`.
+    pub fn with_checkpoint_store(mut self, store: Arc<dyn CheckpointStore>) -> Self {
+        self.checkpoint_store = Some(store);
+        self
+    }
+
     /// Uses `retry` as the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
-    /// Checks every value. The strategy is checked by making one and asking it for its
-    /// parallelism, its deadline for a full-size segment and its stall timeout.
+    /// Checks every value. The strategy is checked by making one and asking it for its first
+    /// chunk size (with the default 5 MiB payload limit), its parallelism, its deadline for a
+    /// full-size segment and its stall timeout. [`Engine::new`](super::Engine::new) also
+    /// checks the chunk size against the protocol's own limit.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidConfig`] naming the first value out of range: a strategy that
-    /// allows 0 or more than [`MAX_IN_FLIGHT_LIMIT`] APPENDs in flight, or gives a zero
-    /// deadline or stall timeout; a retry policy out of range ([`RetryPolicy::validate`]);
-    /// polling waits out of order or 0; a zero control timeout; any duration above
-    /// [`MAX_CONFIG_DURATION`].
+    /// asks for 0-byte segments, allows 0 or more than [`MAX_IN_FLIGHT_LIMIT`] APPENDs in
+    /// flight, or gives a zero deadline or stall timeout; a retry policy out of range
+    /// ([`RetryPolicy::validate`]); polling waits out of order or 0; a zero control timeout;
+    /// any duration above [`MAX_CONFIG_DURATION`].
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::new(ErrorKind::InvalidConfig, msg));
         let mut probe = (self.strategy)();
         let now = Instant::now();
+        if probe_chunk_size(probe.as_mut(), now, DEFAULT_MAX_APPEND_BYTES) == 0 {
+            return bad(
+                "the strategy's chunk size is 0 bytes; give a positive size such as 4 MiB"
+                    .to_string(),
+            );
+        }
         let parallelism = probe.max_in_flight(now);
         if parallelism == 0 || parallelism > MAX_IN_FLIGHT_LIMIT {
             return bad(format!(
@@ -256,6 +278,18 @@ impl EngineConfig {
     }
 }
 
+/// The chunk size `strategy` asks for at the start of an upload with a per-APPEND limit of
+/// `max_chunk`: a large file, every segment index free, a floor of 1 byte.
+pub(crate) fn probe_chunk_size(strategy: &mut dyn Strategy, now: Instant, max_chunk: u64) -> u64 {
+    strategy.chunk_size(&PlanContext {
+        now,
+        remaining_bytes: u64::from(MAX_SEGMENTS).saturating_mul(max_chunk),
+        remaining_segments: MAX_SEGMENTS,
+        min_chunk: 1,
+        max_chunk,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,28 +301,35 @@ mod tests {
         assert!(dbg.contains("AdaptiveStrategy"), "{dbg}");
     }
 
-    #[test]
-    fn zero_and_absurd_parallelism_are_rejected() {
-        for parallelism in [0, MAX_IN_FLIGHT_LIMIT + 1, usize::MAX] {
-            let mut s = FixedStrategy::default();
-            s.parallelism = parallelism;
-            let e = EngineConfig::default()
-                .with_fixed_strategy(s)
-                .validate()
-                .unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidConfig);
-            assert!(e.to_string().contains("in flight"), "{e}");
-        }
-    }
-
-    #[test]
-    fn zero_durations_are_rejected() {
-        let s = FixedStrategy::new(1, 1, Duration::ZERO);
+    /// The error text of a configuration with strategy `s`, which must be invalid.
+    fn rejected(s: FixedStrategy) -> String {
         let e = EngineConfig::default()
             .with_fixed_strategy(s)
             .validate()
             .unwrap_err();
-        assert!(e.to_string().contains("deadline"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        e.to_string()
+    }
+
+    #[test]
+    fn zero_and_absurd_parallelism_and_zero_chunks_are_rejected() {
+        for parallelism in [0, MAX_IN_FLIGHT_LIMIT + 1, usize::MAX] {
+            let mut s = FixedStrategy::default();
+            s.parallelism = parallelism;
+            let e = rejected(s);
+            assert!(e.contains("in flight"), "{e}");
+        }
+        let e = rejected(FixedStrategy::new(0, 1, Duration::from_secs(1)));
+        assert!(e.contains("chunk size is 0"), "{e}");
+    }
+
+    #[test]
+    fn zero_and_absurd_durations_are_rejected() {
+        let day = MAX_CONFIG_DURATION + Duration::from_secs(1);
+        for deadline in [Duration::ZERO, day] {
+            let e = rejected(FixedStrategy::new(1, 1, deadline));
+            assert!(e.contains("deadline"), "{e}");
+        }
 
         let polling = |f: fn(&mut PollingConfig)| {
             let mut p = PollingConfig::default();
@@ -308,6 +349,15 @@ mod tests {
             },
             EngineConfig::default().with_retry(RetryPolicy {
                 max_attempts: 0,
+                ..RetryPolicy::default()
+            }),
+            polling(|p| p.deadline = MAX_CONFIG_DURATION + Duration::from_secs(1)),
+            EngineConfig {
+                control_timeout: day,
+                ..EngineConfig::default()
+            },
+            EngineConfig::default().with_retry(RetryPolicy {
+                max_delay: Duration::MAX,
                 ..RetryPolicy::default()
             }),
         ];

@@ -2,15 +2,18 @@
 //!
 //! Events go through an unbounded channel so the upload never waits on a slow reader. Their
 //! number is bounded all the same: a handful per upload, plus four per APPEND attempt
-//! (`SegmentStarted`, then `SegmentDone` or `Retry`, each followed by a `Progress`) and one
-//! per STATUS poll. Attempts are bounded by segments × the retry policy's per-segment cap,
-//! and further by its upload-wide budget; STATUS polls by the processing deadline. For a live byte count between events, poll
+//! (`SegmentStarted`, then `SegmentDone` or `Retry`, each followed by a `Progress`), at most
+//! one checkpoint event per acknowledged segment, two per pause, and one per STATUS poll.
+//! Attempts are bounded by segments × the retry policy's per-segment cap, and further by its
+//! upload-wide budget (attempts abandoned by a pause are bounded by the pauses); STATUS
+//! polls by the processing deadline. For a live byte count between events, poll
 //! [`UploadHandle::progress`](super::UploadHandle::progress).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::PauseMode;
 use crate::error::ErrorKind;
 use crate::protocol::{MediaId, ProcessingState};
 
@@ -104,6 +107,50 @@ pub enum UploadEvent {
     Completed {
         /// The media id.
         media_id: MediaId,
+    },
+    /// A resumed upload carries on from its checkpoint with the media id of an earlier run.
+    ResumedFromCheckpoint {
+        /// The media id from the checkpoint.
+        media_id: MediaId,
+        /// Segments the server already has; they are not sent again.
+        segments_acked: u32,
+        /// Their payload bytes.
+        bytes_acked: u64,
+        /// Planned segments the server does not have yet; they are sent first.
+        segments_pending: u32,
+    },
+    /// The media id of a resumed upload expired or the server no longer knows it, so the
+    /// upload starts over with a new INIT and sends every byte again.
+    Restarted {
+        /// The media id given up.
+        previous_media_id: MediaId,
+        /// Why, as text.
+        reason: String,
+    },
+    /// The checkpoint was saved to the configured store.
+    CheckpointSaved {
+        /// Segments it records as acknowledged.
+        segments_acked: u32,
+    },
+    /// Saving or removing the checkpoint failed. The upload goes on (the next save may
+    /// succeed), but until a save succeeds it cannot be resumed from the latest state.
+    CheckpointFailed {
+        /// The failure, as text.
+        error: String,
+    },
+    /// The upload was paused: no new request starts until it is resumed.
+    Paused {
+        /// What happens to the APPENDs that were in flight.
+        mode: PauseMode,
+    },
+    /// A paused upload was resumed.
+    Resumed,
+    /// The upload was cancelled by [`UploadHandle::cancel`](super::UploadHandle::cancel).
+    Cancelled {
+        /// The media id, if INIT had returned one.
+        media_id: Option<MediaId>,
+        /// Until when that id can still be used to resume, when the server said.
+        usable_until: Option<SystemTime>,
     },
     /// The upload failed; [`UploadHandle::join`](super::UploadHandle::join) returns the error.
     Failed {

@@ -23,6 +23,22 @@
 //! 5. **STATUS polling** while FINALIZE or STATUS report processing that has not ended
 //!    ([`PollingConfig`]).
 //!
+//! # Pause, resume, cancel, and carrying on in another process
+//!
+//! [`UploadHandle::pause`] stops new requests (the APPENDs in flight finish or are abandoned,
+//! per [`PauseMode`]), [`UploadHandle::resume`] carries on, and [`UploadHandle::cancel`]
+//! stops the upload and says whether and until when its media id can still be used
+//! ([`CancelOutcome`]).
+//!
+//! With a [`CheckpointStore`](crate::checkpoint::CheckpointStore) in
+//! [`EngineConfig::checkpoint_store`], every upload saves a
+//! [`Checkpoint`] after INIT and after acknowledged
+//! segments. [`Engine::resume`] carries such a checkpoint on, in this process or another:
+//! it checks that the source is unchanged, sends only the segments the server did not
+//! acknowledge (with their original indices and sizes), and plans the rest; if the media id
+//! expired, it starts over with a new INIT and says so ([`UploadEvent::Restarted`],
+//! [`UploadReport::restarted`]).
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use chunkwise::engine::{Engine, EngineConfig, MediaSpec, Source, UploadEvent};
@@ -54,6 +70,7 @@ mod events;
 mod plan;
 mod report;
 mod retry;
+mod saver;
 mod source;
 mod upload;
 
@@ -62,9 +79,11 @@ mod tests;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -87,9 +106,10 @@ pub use retry::{
 pub use source::Source;
 pub use upload::STALL_CHECKS_PER_WINDOW;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::MediaCategory;
-use crate::protocol::UploadProtocol;
+use crate::protocol::{MediaId, UploadProtocol};
 use upload::{Shared, UploadTask};
 
 /// Most user ids INIT's `additional_owners` may list.
@@ -177,9 +197,26 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidConfig`] if `config` does not pass [`EngineConfig::validate`].
+    /// [`ErrorKind::InvalidConfig`] if `config` does not pass [`EngineConfig::validate`], or
+    /// its strategy asks for segments larger than the protocol's per-APPEND payload limit
+    /// ([`UploadProtocol::max_append_payload`]). A chunk size up to the 4 MiB default
+    /// ([`DEFAULT_FIXED_CHUNK`](crate::scheduler::DEFAULT_FIXED_CHUNK)) is always accepted
+    /// and trimmed to the limit when it is lower (base64 APPENDs carry at most 3.75 MiB), so
+    /// the default configuration works with every protocol.
     pub fn new(protocol: Arc<dyn UploadProtocol>, config: EngineConfig) -> Result<Engine> {
         config.validate()?;
+        let max = protocol.max_append_payload();
+        let mut probe = (config.strategy)();
+        let chunk = config::probe_chunk_size(probe.as_mut(), tokio::time::Instant::now(), max);
+        if chunk > max.max(crate::scheduler::DEFAULT_FIXED_CHUNK) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "the strategy's chunk size is {chunk} bytes, above the protocol's \
+                     per-APPEND payload limit of {max} bytes"
+                ),
+            ));
+        }
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 protocol,
@@ -199,12 +236,48 @@ impl Engine {
     /// a tokio runtime, the upload does not start and [`UploadHandle::join`] returns
     /// [`ErrorKind::InvalidConfig`].
     pub fn upload(&self, source: Source, spec: MediaSpec) -> UploadHandle {
+        self.spawn(source, spec, None)
+    }
+
+    /// Carries on the upload `checkpoint` records, reading the rest from `source` (the same
+    /// file, possibly opened by another process and moved since), on the current tokio
+    /// runtime. Returns at once, like [`upload`](Engine::upload).
+    ///
+    /// Before any request, the upload checks that the checkpoint is consistent, was made
+    /// for this engine's target ([`UploadProtocol::describe`]) and that `source` is
+    /// unchanged (size, modification time, fingerprint: [`SourceIdentity`]); then it sends
+    /// only the segments the server did not acknowledge, with their original indices and
+    /// sizes, and plans the rest of the file with the segment indices left. The strategy
+    /// gets the checkpoint's exported state
+    /// ([`Strategy::import_state`](crate::scheduler::Strategy::import_state)).
+    ///
+    /// If the media id has expired (by the checkpoint's expiry, less
+    /// [`RESUME_EXPIRY_MARGIN`]) or the server rejects an APPEND because it does not know
+    /// the id, the upload starts over with a new INIT and a new plan, once: see
+    /// [`UploadEvent::Restarted`] and [`UploadReport::restarted`].
+    ///
+    /// # Errors
+    ///
+    /// Through [`UploadHandle::join`], with nothing sent: [`ErrorKind::Checkpoint`] if the
+    /// checkpoint is inconsistent, for another target, or the source changed; the errors of
+    /// [`upload`](Engine::upload) otherwise.
+    ///
+    /// [`SourceIdentity`]: crate::checkpoint::SourceIdentity
+    /// [`RESUME_EXPIRY_MARGIN`]: crate::checkpoint::RESUME_EXPIRY_MARGIN
+    pub fn resume(&self, checkpoint: Checkpoint, source: Source) -> UploadHandle {
+        let spec = checkpoint.spec.clone();
+        self.spawn(source, spec, Some(checkpoint))
+    }
+
+    fn spawn(&self, source: Source, spec: MediaSpec, resume: Option<Checkpoint>) -> UploadHandle {
         let (tx, rx) = unbounded_channel();
+        let (control_tx, control_rx) = watch::channel(Control::Run);
         let shared = Arc::new(Shared::default());
         let span = tracing::info_span!(
             "upload",
             media_id = tracing::field::Empty,
-            total_bytes = source.len()
+            total_bytes = source.len(),
+            resumed = resume.is_some()
         );
         let task = UploadTask {
             protocol: Arc::clone(&self.inner.protocol),
@@ -213,6 +286,8 @@ impl Engine {
             spec,
             events: tx,
             shared: Arc::clone(&shared),
+            control: control_rx,
+            resume,
         };
         let (task, early) = match tokio::runtime::Handle::try_current() {
             Ok(rt) => (Some(rt.spawn(task.run().instrument(span))), None),
@@ -232,7 +307,57 @@ impl Engine {
             task,
             early,
             shared,
+            control: control_tx,
         }
+    }
+}
+
+/// What [`UploadHandle::pause`] does with the APPENDs in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseMode {
+    /// Let them finish (and count their outcome); only new requests wait. The gentle
+    /// choice: nothing already sent is wasted.
+    #[default]
+    Drain,
+    /// Drop them at once (closing their connections), to free the link now. Their segments
+    /// are sent again after the resume, with the same indices and bytes; an abandoned
+    /// attempt does not count against the retry limits.
+    Abandon,
+}
+
+/// What the upload task is asked to do; the handle writes it, the task watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    Run,
+    Pause(PauseMode),
+    Cancel,
+}
+
+/// What [`UploadHandle::cancel`] leaves behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelOutcome {
+    /// The media id, if INIT had returned one. It was never finalized: it can be resumed
+    /// (with [`checkpoint`](CancelOutcome::checkpoint)) until it expires, and is then dropped
+    /// by the server.
+    pub media_id: Option<MediaId>,
+    /// When the media id stops working, when the server said (INIT's `expires_after_secs`,
+    /// APPEND's `expires_at`). `None` with a media id: unknown.
+    pub usable_until: Option<SystemTime>,
+    /// The checkpoint to resume from with [`Engine::resume`], if INIT had returned a media
+    /// id. The configured store, if any, keeps it too; remove it there to give up for good.
+    pub checkpoint: Option<Checkpoint>,
+    /// The report, if the upload had already completed when the cancel arrived: then
+    /// nothing was cancelled.
+    pub completed: Option<UploadReport>,
+}
+
+impl CancelOutcome {
+    /// Whether the media id can still be used at `now` (to resume the upload).
+    pub fn is_usable_at(&self, now: SystemTime) -> bool {
+        self.completed.is_none()
+            && self.media_id.is_some()
+            && self.usable_until.is_none_or(|t| t > now)
     }
 }
 
@@ -249,13 +374,18 @@ impl Engine {
 /// The server is not told: the media id of an aborted upload is never finalized and
 /// expires on its own (`expires_after_secs`).
 ///
+/// [`cancel`] is the orderly way: it stops the upload the same way, then saves its latest
+/// checkpoint and returns it with the media id and its expiry ([`CancelOutcome`]).
+///
 /// [`abort`]: UploadHandle::abort
 /// [`join`]: UploadHandle::join
+/// [`cancel`]: UploadHandle::cancel
 pub struct UploadHandle {
     events: UnboundedReceiver<UploadEvent>,
     task: Option<JoinHandle<Result<UploadReport>>>,
     early: Option<Error>,
     shared: Arc<Shared>,
+    control: watch::Sender<Control>,
 }
 
 impl fmt::Debug for UploadHandle {
@@ -285,7 +415,68 @@ impl UploadHandle {
         self.task.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Cancels the upload. See [Cancellation](UploadHandle#cancellation).
+    /// Pauses the upload: no new request starts (APPEND, and INIT or FINALIZE if they are
+    /// next) until [`resume`](UploadHandle::resume). The APPENDs in flight finish or are
+    /// dropped, per `mode`; calling it again with [`PauseMode::Abandon`] drops those still
+    /// draining. STATUS polling, being the server's work, goes on. Reported as
+    /// [`UploadEvent::Paused`]. Does nothing once the upload is being cancelled.
+    pub fn pause(&self, mode: PauseMode) {
+        self.control.send_if_modified(|c| {
+            let next = Control::Pause(mode);
+            let change = *c != Control::Cancel && *c != next;
+            if change {
+                *c = next;
+            }
+            change
+        });
+    }
+
+    /// Resumes a paused upload; reported as [`UploadEvent::Resumed`]. Does nothing if it is
+    /// not paused.
+    pub fn resume(&self) {
+        self.control.send_if_modified(|c| {
+            let change = matches!(c, Control::Pause(_));
+            if change {
+                *c = Control::Run;
+            }
+            change
+        });
+    }
+
+    /// Whether [`pause`](UploadHandle::pause) was called and not followed by
+    /// [`resume`](UploadHandle::resume).
+    pub fn is_paused(&self) -> bool {
+        matches!(*self.control.borrow(), Control::Pause(_))
+    }
+
+    /// Cancels the upload and waits for it to stop: the requests in flight are dropped, the
+    /// latest checkpoint is saved to the configured store (if any) and returned, and
+    /// [`UploadEvent::Cancelled`] is sent. See [`CancelOutcome`] for what is left.
+    ///
+    /// # Errors
+    ///
+    /// The upload's own error if it failed before the cancel arrived.
+    ///
+    /// # Panics
+    ///
+    /// Resumes the panic of the upload task, as [`join`](UploadHandle::join) does.
+    pub async fn cancel(self) -> Result<CancelOutcome> {
+        self.control.send_replace(Control::Cancel);
+        let shared = Arc::clone(&self.shared);
+        match self.join().await {
+            Ok(report) => Ok(CancelOutcome {
+                media_id: Some(report.media_id.clone()),
+                usable_until: None,
+                checkpoint: None,
+                completed: Some(report),
+            }),
+            Err(e) if e.kind() == ErrorKind::Cancelled => shared.take_cancel_outcome().ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cancels the upload at once, without saving a checkpoint. See
+    /// [Cancellation](UploadHandle#cancellation).
     pub fn abort(&self) {
         if let Some(t) = &self.task {
             t.abort();

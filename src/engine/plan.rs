@@ -185,6 +185,44 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Checks that a plan read back from a checkpoint is one [`Plan::new`] and
+    /// [`Plan::next_segment`] could have made: at most [`MAX_SEGMENTS`] segments with indices
+    /// `0..n` in order, each non-empty, at most `max_chunk` bytes and starting where the
+    /// previous one ended, within `total_bytes`, and the whole source within the segment
+    /// budget. Returns what is wrong, as text.
+    pub(crate) fn check_consistent(&self) -> std::result::Result<(), String> {
+        if self.total_bytes == 0 || self.max_chunk == 0 {
+            return Err("the plan has a zero size or chunk limit".to_string());
+        }
+        if self.total_bytes > u64::from(MAX_SEGMENTS).saturating_mul(self.max_chunk) {
+            return Err("the plan's source does not fit in 1000 segments".to_string());
+        }
+        if self.segments.len() > MAX_SEGMENTS as usize {
+            return Err(format!("the plan has {} segments", self.segments.len()));
+        }
+        let mut next = 0u64;
+        for (i, s) in self.segments.iter().enumerate() {
+            if s.index as usize != i || s.offset != next || s.len == 0 || s.len > self.max_chunk {
+                return Err(format!(
+                    "segment {i} of the plan (index {}, offset {}, {} bytes) does not follow \
+                     the previous one",
+                    s.index, s.offset, s.len
+                ));
+            }
+            next = s.end();
+        }
+        if next > self.total_bytes {
+            return Err("the plan's segments run past the end of the source".to_string());
+        }
+        let room = u64::from(self.remaining_segments()).saturating_mul(self.max_chunk);
+        if self.remaining_bytes() > room {
+            return Err("the rest of the source does not fit in the segments left".to_string());
+        }
+        Ok(())
+    }
+}
+
 /// Checks a source of `total_bytes` against its category's documented size limit.
 ///
 /// # Errors

@@ -51,6 +51,9 @@ pub enum AttemptOutcome {
     Throttled,
     /// A failure that ended the upload.
     Fatal,
+    /// Dropped by a pause in [`PauseMode::Abandon`](super::PauseMode::Abandon); the segment
+    /// is sent again after the resume.
+    Abandoned,
 }
 
 impl From<Outcome> for AttemptOutcome {
@@ -123,6 +126,12 @@ pub struct UploadReport {
     pub chunk_max: u64,
     /// Most APPENDs in flight at once.
     pub max_in_flight: usize,
+    /// Segments a resumed upload found already acknowledged in its checkpoint and did not
+    /// send again (0 for an upload that was not resumed, or that restarted).
+    pub resumed_segments: u32,
+    /// Whether a resumed upload had to start over with a new INIT because its media id had
+    /// expired or was unknown to the server.
+    pub restarted: bool,
     /// Every APPEND attempt, when request tracing is on; empty otherwise.
     pub trace: Vec<AttemptRecord>,
 }
@@ -159,12 +168,21 @@ impl Recorder {
         }
     }
 
-    /// An APPEND attempt of `bytes` started with `in_flight` requests out.
-    pub(crate) fn attempt_started(&mut self, attempt: u32, bytes: u64, in_flight: usize) {
+    /// An APPEND attempt of `bytes` started with `in_flight` requests out; `resend` if its
+    /// bytes were handed to an earlier attempt (a retry, or a segment abandoned by a pause).
+    pub(crate) fn attempt_started(
+        &mut self,
+        attempt: u32,
+        bytes: u64,
+        in_flight: usize,
+        resend: bool,
+    ) {
         self.attempts += 1;
         self.bytes_sent += bytes;
         if attempt > 1 {
             self.retries += 1;
+        }
+        if resend || attempt > 1 {
             self.bytes_resent += bytes;
         }
         self.max_in_flight = self.max_in_flight.max(in_flight);
@@ -202,7 +220,7 @@ impl Recorder {
     }
 
     /// The final report.
-    pub(crate) fn finish(self, ended: Instant, fin: Finished) -> UploadReport {
+    pub(crate) fn finish(&mut self, ended: Instant, fin: Finished) -> UploadReport {
         let elapsed = ended.saturating_duration_since(self.started);
         let secs = elapsed.as_secs_f64();
         let goodput = if secs > 0.0 {
@@ -228,7 +246,9 @@ impl Recorder {
             chunk_min: fin.chunk_min,
             chunk_max: fin.chunk_max,
             max_in_flight: self.max_in_flight,
-            trace: self.trace.unwrap_or_default(),
+            resumed_segments: fin.resumed_segments,
+            restarted: fin.restarted,
+            trace: self.trace.take().unwrap_or_default(),
         }
     }
 }
@@ -243,6 +263,8 @@ pub(crate) struct Finished {
     pub(crate) processing_state: Option<ProcessingState>,
     pub(crate) chunk_min: u64,
     pub(crate) chunk_max: u64,
+    pub(crate) resumed_segments: u32,
+    pub(crate) restarted: bool,
 }
 
 #[cfg(test)]
@@ -254,7 +276,7 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Recorder::new(t0, true);
         for (i, ms) in [10u64, 20, 30, 40, 1000].into_iter().enumerate() {
-            r.attempt_started(1, 100, i + 1);
+            r.attempt_started(1, 100, i + 1, false);
             let rec = AttemptRecord {
                 segment: i as u32,
                 attempt: 1,
@@ -267,7 +289,7 @@ mod tests {
             };
             r.attempt_ended(rec, Duration::from_millis(ms));
         }
-        r.attempt_started(2, 100, 1);
+        r.attempt_started(2, 100, 1, false);
         tokio::time::advance(Duration::from_secs(2)).await;
         let rep = r.finish(
             Instant::now(),
@@ -279,6 +301,8 @@ mod tests {
                 processing_state: None,
                 chunk_min: 100,
                 chunk_max: 100,
+                resumed_segments: 0,
+                restarted: false,
             },
         );
         assert_eq!(rep.attempts, 6);

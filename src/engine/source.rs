@@ -4,6 +4,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -11,11 +12,12 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The bytes of one upload.
 ///
-/// A file source keeps an open handle and its length, and reads each segment with a positional
-/// read on tokio's blocking pool when the segment is first sent, so at most the segments in
-/// flight (and those waiting for a retry) are in memory, never the whole file. If the file
-/// changes size while it is uploaded, the next read fails with [`ErrorKind::Io`] ("source
-/// changed size during the upload").
+/// A file source keeps an open handle, its length and modification time, and reads each
+/// segment with a positional read on tokio's blocking pool each time the segment is sent
+/// (a retry reads it again), so at most the segments in flight are in memory, never the
+/// whole file. If the file changes size or modification time while it is uploaded, the next
+/// read fails with [`ErrorKind::Io`] ("source changed size during the upload", "source was
+/// modified during the upload").
 ///
 /// `Source` is cheap to clone.
 ///
@@ -36,6 +38,8 @@ enum Inner {
         file: Arc<File>,
         path: Arc<PathBuf>,
         len: u64,
+        /// The modification time when the file was opened, if the platform reports one.
+        modified: Option<SystemTime>,
     },
     Bytes(Bytes),
 }
@@ -111,6 +115,7 @@ impl Source {
                 file,
                 path: Arc::new(path),
                 len: meta.len(),
+                modified: meta.modified().ok(),
             },
         })
     }
@@ -144,6 +149,15 @@ impl Source {
         }
     }
 
+    /// The modification time of a file source when it was opened (`None` for bytes, or where
+    /// the platform has none).
+    pub fn modified(&self) -> Option<SystemTime> {
+        match &self.inner {
+            Inner::File { modified, .. } => *modified,
+            Inner::Bytes(_) => None,
+        }
+    }
+
     /// Reads `len` bytes at `offset`.
     ///
     /// # Errors
@@ -171,10 +185,11 @@ impl Source {
             Inner::File {
                 file,
                 len: expected,
+                modified,
                 ..
             } => {
                 let file = Arc::clone(file);
-                let expected = *expected;
+                let expected = (*expected, *modified);
                 tokio::task::spawn_blocking(move || read_segment(&file, expected, offset, len))
                     .await
                     .map_err(|e| {
@@ -198,11 +213,26 @@ fn changed_size(expected: u64, now: Option<u64>) -> Error {
 }
 
 /// Reads one segment with a positional read (no shared file cursor, so segments can be read
-/// concurrently). Runs on the blocking pool.
-fn read_segment(file: &File, expected: u64, offset: u64, len: u64) -> Result<Bytes> {
-    let actual = file.metadata()?.len();
+/// concurrently), after checking that the file still has the length and modification time
+/// it had when it was opened: a retried or resumed segment is read again, and must be the
+/// same bytes. Runs on the blocking pool.
+fn read_segment(
+    file: &File,
+    (expected, modified): (u64, Option<SystemTime>),
+    offset: u64,
+    len: u64,
+) -> Result<Bytes> {
+    let meta = file.metadata()?;
+    let actual = meta.len();
     if actual != expected {
         return Err(changed_size(expected, Some(actual)));
+    }
+    if modified.is_some() && meta.modified().ok() != modified {
+        return Err(Error::new(
+            ErrorKind::Io,
+            "source was modified during the upload (its modification time changed); upload a \
+             file that is no longer being written",
+        ));
     }
     let size = usize::try_from(len).map_err(|_| {
         Error::new(

@@ -43,6 +43,7 @@ const FAIL_DELAY: Duration = Duration::from_millis(50);
 /// One APPEND call as the fake saw it.
 #[derive(Debug, Clone)]
 struct Call {
+    media_id: MediaId,
     index: u32,
     data: Bytes,
     at: Instant,
@@ -59,6 +60,10 @@ struct FakeState {
     finalizes: usize,
     status_calls: Vec<Instant>,
     failure_times: Vec<(u32, Instant)>,
+    /// Media ids INIT issued and the server still knows.
+    known: std::collections::HashSet<MediaId>,
+    /// Media ids INIT issued.
+    issued: usize,
 }
 
 type Hook = Box<dyn Fn(u32) + Send + Sync>;
@@ -80,6 +85,14 @@ struct Fake {
     on_append: Option<Hook>,
     /// How many INITs fail with 503 before one succeeds.
     init_failures: Mutex<u32>,
+    /// What `describe` answers (the trait's default when `None`).
+    target: Option<crate::protocol::ProtocolTarget>,
+    /// INIT's `expires_after_secs`.
+    init_expires: Option<u64>,
+    /// APPEND's `expires_at`.
+    append_expires_at: Option<u64>,
+    /// Once this segment is stored, the server forgets every media id.
+    forget_after: Option<u32>,
 }
 
 impl std::fmt::Debug for Fake {
@@ -102,7 +115,16 @@ impl Fake {
             statuses: Mutex::default(),
             on_append: None,
             init_failures: Mutex::new(0),
+            target: None,
+            init_expires: Some(86_399),
+            append_expires_at: None,
+            forget_after: None,
         }
+    }
+
+    /// Forgets every media id, as a server does when they expire.
+    fn forget_ids(&self) {
+        self.st().known.clear();
     }
 
     fn fail(self, index: u32, fails: &[Fail]) -> Self {
@@ -145,9 +167,9 @@ impl Fake {
             .collect()
     }
 
-    fn status_of(&self, info: Option<ProcessingInfo>) -> MediaStatus {
+    fn status_of(&self, media_id: &MediaId, info: Option<ProcessingInfo>) -> MediaStatus {
         MediaStatus {
-            media_id: MediaId::from("42"),
+            media_id: media_id.clone(),
             media_key: Some("7_42".into()),
             size: None,
             expires_after_secs: Some(86_400),
@@ -191,6 +213,15 @@ fn pending_info(state: &str, check_after: Option<u64>) -> ProcessingInfo {
 }
 
 impl UploadProtocol for Fake {
+    fn describe(&self) -> crate::protocol::ProtocolTarget {
+        self.target
+            .clone()
+            .unwrap_or_else(|| crate::protocol::ProtocolTarget {
+                api: "fake".into(),
+                base_url: "memory://fake/".into(),
+            })
+    }
+
     fn max_append_payload(&self) -> u64 {
         self.max_payload
     }
@@ -205,10 +236,16 @@ impl UploadProtocol for Fake {
                     return Err(Error::new(ErrorKind::ServerError, "init").with_status(503));
                 }
             }
+            // Ids 42, 43, ...; a new session starts with no segments.
+            let mut st = self.st();
+            let id = MediaId((42 + st.issued).to_string());
+            st.issued += 1;
+            st.known.insert(id.clone());
+            st.stored.clear();
             Ok(InitResponse {
-                media_id: MediaId::from("42"),
-                media_key: Some("7_42".into()),
-                expires_after_secs: Some(86_399),
+                media_key: Some(format!("7_{id}")),
+                media_id: id,
+                expires_after_secs: self.init_expires,
             })
         }
         .boxed()
@@ -224,11 +261,27 @@ impl UploadProtocol for Fake {
                 len <= self.max_payload,
                 "segment {index} above the payload limit"
             );
-            self.st().calls.push(Call {
-                index,
-                data: req.data.clone(),
-                at: Instant::now(),
-            });
+            let known = {
+                let mut st = self.st();
+                st.calls.push(Call {
+                    media_id: req.media_id.clone(),
+                    index,
+                    data: req.data.clone(),
+                    at: Instant::now(),
+                });
+                st.known.contains(&req.media_id)
+            };
+            if !known {
+                tokio::time::sleep(FAIL_DELAY).await;
+                guard.done = true;
+                return Err(Error::new(ErrorKind::Rejected, "append")
+                    .with_status(400)
+                    .with_server_message(ServerMessage {
+                        code: None,
+                        name: None,
+                        message: "Invalid media_id: Some().".into(),
+                    }));
+            }
             let scripted = self
                 .script
                 .lock()
@@ -275,24 +328,30 @@ impl UploadProtocol for Fake {
                 }
             }
             self.st().stored.insert(index, req.data.clone());
+            if self.forget_after == Some(index) {
+                self.forget_ids();
+            }
             if let Some(hook) = &self.on_append {
                 hook(index);
             }
             guard.done = true;
-            Ok(AppendResponse::default())
+            Ok(AppendResponse {
+                expires_at: self.append_expires_at,
+                rate_limit: None,
+            })
         }
         .boxed()
     }
 
-    fn finalize<'a>(&'a self, _media_id: &'a MediaId) -> BoxFuture<'a, crate::Result<MediaStatus>> {
+    fn finalize<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, crate::Result<MediaStatus>> {
         async move {
             self.st().finalizes += 1;
-            Ok(self.status_of(self.finalize_info.clone()))
+            Ok(self.status_of(media_id, self.finalize_info.clone()))
         }
         .boxed()
     }
 
-    fn status<'a>(&'a self, _media_id: &'a MediaId) -> BoxFuture<'a, crate::Result<MediaStatus>> {
+    fn status<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, crate::Result<MediaStatus>> {
         async move {
             self.st().status_calls.push(Instant::now());
             let mut q = self.statuses.lock().unwrap();
@@ -301,7 +360,7 @@ impl UploadProtocol for Fake {
             } else {
                 q.front().cloned()
             };
-            Ok(self.status_of(info))
+            Ok(self.status_of(media_id, info))
         }
         .boxed()
     }
@@ -916,21 +975,41 @@ async fn file_source_uploads_and_a_shrinking_file_fails() {
     s.engine.upload(source, video()).join().await.unwrap();
     assert_eq!(s.fake.assembled(), data.to_vec());
 
-    // One segment at a time; the file is cut to half once segment 1 is stored.
+    // The file is cut to half once segment 1 is stored.
+    let (e, fake) = upload_changing(&f, 1, |file| file.set_len(2_500).unwrap()).await;
+    assert!(e.to_string().contains("changed size"), "{e}");
+    assert_eq!(e.segment(), Some(2));
+    assert_eq!(fake.st().calls.len(), 2);
+
+    // Rewritten in place (same size, new modification time) once segment 0 is stored.
+    let (e, _) = upload_changing(&f, 0, |file| {
+        file.set_modified(std::time::SystemTime::now() + Duration::from_secs(60))
+            .unwrap()
+    })
+    .await;
+    assert!(e.to_string().contains("modified during the upload"), "{e}");
+    assert_eq!(e.segment(), Some(1));
+}
+
+/// Uploads file `f` one 1000-byte segment at a time, applying `change` to the file once
+/// segment `after` is stored; the upload must fail with `Io`.
+async fn upload_changing(
+    f: &tempfile::NamedTempFile,
+    after: u32,
+    change: impl Fn(&std::fs::File) + Send + Sync + 'static,
+) -> (crate::Error, Arc<Fake>) {
     let file = f.reopen().unwrap();
     let mut fake = Fake::new(1000);
     fake.on_append = Some(Box::new(move |index| {
-        if index == 1 {
-            file.set_len(2_500).unwrap();
+        if index == after {
+            change(&file);
         }
     }));
     let s = setup(fake, 1000, 1);
     let source = Source::file(f.path()).await.unwrap();
     let e = s.engine.upload(source, video()).join().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
-    assert_eq!(e.segment(), Some(2));
-    assert!(e.to_string().contains("changed size"), "{e}");
-    assert_eq!(s.fake.st().calls.len(), 2);
+    (e, s.fake)
 }
 
 #[tokio::test(start_paused = true)]
@@ -973,3 +1052,5 @@ async fn failed_init_is_retried_and_counted_as_a_control_retry() {
     assert_eq!(e.kind(), ErrorKind::ServerError);
     assert!(s.fake.st().calls.is_empty());
 }
+
+mod resume;

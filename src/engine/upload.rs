@@ -1,31 +1,34 @@
-//! One upload, start to finish: checks, INIT, parallel APPENDs with retries, FINALIZE and
-//! STATUS polling. Runs as one tokio task; every APPEND in flight is a future polled by that
-//! task, so aborting the task drops them all.
+//! One upload, start to finish: checks, INIT (or a checkpoint to carry on), parallel APPENDs
+//! with retries, pauses and checkpoints, FINALIZE and STATUS polling. Runs as one tokio
+//! task; every APPEND in flight is a future polled by that task, so aborting the task, or a
+//! cancel, drops them all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
-use super::MediaSpec;
 use super::config::{EngineConfig, MAX_IN_FLIGHT_LIMIT};
 use super::events::{Progress, UploadEvent};
 use super::plan::{Plan, Segment, check_category_limit};
-use super::report::{AttemptRecord, Finished, Recorder, UploadReport};
+use super::report::{AttemptOutcome, AttemptRecord, Finished, Recorder, UploadReport};
 use super::retry::{Backoff, RetryBudget};
+use super::saver::{Saved, Saver};
 use super::source::Source;
+use super::{CancelOutcome, Control, MediaSpec, PauseMode};
+use crate::checkpoint::{Checkpoint, CheckpointKey, SourceIdentity, checkpoint_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{
     AppendRequest, AppendResponse, InitRequest, MediaId, MediaStatus, ProcessingState,
-    UploadProtocol,
+    ProtocolTarget, UploadProtocol, is_media_id_gone,
 };
 use crate::scheduler::{Observation, Outcome, Strategy};
 
@@ -47,6 +50,8 @@ struct SharedState {
     progress: Progress,
     /// The `sent` counters of the APPENDs in flight, by attempt id.
     sent: HashMap<u64, Arc<AtomicU64>>,
+    /// What a cancel left, for [`UploadHandle::cancel`](super::UploadHandle::cancel).
+    cancelled: Option<CancelOutcome>,
 }
 
 impl Shared {
@@ -65,6 +70,11 @@ impl Shared {
             p
         })
     }
+
+    /// What the cancel left, once.
+    pub(crate) fn take_cancel_outcome(&self) -> Option<CancelOutcome> {
+        self.with(|s| s.cancelled.take())
+    }
 }
 
 /// Everything one upload needs; consumed by [`UploadTask::run`].
@@ -76,20 +86,26 @@ pub(crate) struct UploadTask {
     pub(crate) spec: MediaSpec,
     pub(crate) events: UnboundedSender<UploadEvent>,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) control: watch::Receiver<Control>,
+    /// The checkpoint to carry on, for [`Engine::resume`](super::Engine::resume).
+    pub(crate) resume: Option<Checkpoint>,
 }
 
 impl UploadTask {
-    /// Runs the upload; a failure is also sent as [`UploadEvent::Failed`].
+    /// Runs the upload; a failure is also sent as [`UploadEvent::Failed`] (a cancel as
+    /// [`UploadEvent::Cancelled`]).
     pub(crate) async fn run(self) -> Result<UploadReport> {
         let events = self.events.clone();
         let result = Run::new(self).execute().await;
         if let Err(e) = &result {
-            tracing::debug!(error = %e, "upload failed");
-            // The receiver may be gone (handle dropped); nothing to do then.
-            let _ = events.send(UploadEvent::Failed {
-                kind: e.kind(),
-                error: e.to_string(),
-            });
+            tracing::debug!(error = %e, "upload ended without completing");
+            if e.kind() != ErrorKind::Cancelled {
+                // The receiver may be gone (handle dropped); nothing to do then.
+                let _ = events.send(UploadEvent::Failed {
+                    kind: e.kind(),
+                    error: e.to_string(),
+                });
+            }
         }
         result
     }
@@ -108,13 +124,13 @@ enum Failure {
     Request(Error),
 }
 
-/// A finished APPEND attempt, as the attempt future hands it back to the scheduler.
+/// A finished APPEND attempt, as the attempt future hands it back to the scheduler. It
+/// carries no payload: the bytes are dropped with the request, and read again from the
+/// source for a retry, so memory holds only the segments in flight.
 struct AttemptDone {
     id: u64,
     segment: Segment,
     attempt: u32,
-    /// The segment's bytes, kept for a retry; `None` if reading them failed.
-    data: Option<Bytes>,
     started: Instant,
     finished: Instant,
     result: std::result::Result<AppendResponse, Failure>,
@@ -123,6 +139,9 @@ struct AttemptDone {
 /// Bookkeeping of one attempt in flight.
 #[derive(Debug, Clone, Copy)]
 struct Flight {
+    segment: Segment,
+    attempt: u32,
+    launched: Instant,
     in_flight: usize,
     app_limited: bool,
 }
@@ -131,9 +150,27 @@ struct Flight {
 #[derive(Debug)]
 struct Waiting {
     segment: Segment,
-    data: Bytes,
     attempt: u32,
     ready_at: Instant,
+}
+
+/// A planned segment to send before planning new ones: left unacknowledged by an earlier
+/// run (a checkpoint), or abandoned by a pause.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    segment: Segment,
+    attempt: u32,
+    /// Whether its bytes were handed to an earlier attempt of this run.
+    resend: bool,
+}
+
+/// The media id of the upload and what the server acknowledged under it.
+#[derive(Debug, Clone)]
+struct Session {
+    media_id: MediaId,
+    media_key: Option<String>,
+    expires_at: Option<SystemTime>,
+    acked: BTreeSet<u32>,
 }
 
 /// The state of one running upload.
@@ -144,6 +181,25 @@ struct Run {
     budget: RetryBudget,
     rec: Recorder,
     plan: Option<Plan>,
+    target: ProtocolTarget,
+    identity: Option<SourceIdentity>,
+    session: Option<Session>,
+    /// Segments to send first when the APPENDs start (from a checkpoint).
+    resume_pending: Vec<Segment>,
+    saver: Saver,
+    /// Checkpoint keys to remove at the end besides this upload's own (a resumed
+    /// checkpoint saved under another path).
+    old_keys: Vec<CheckpointKey>,
+    control: watch::Receiver<Control>,
+    /// False once the handle (the control sender) is gone.
+    control_open: bool,
+    /// The pause the run is honouring.
+    paused: Option<PauseMode>,
+    /// Whether the session came from a checkpoint (cleared by a restart).
+    resumed: bool,
+    resumed_segments: u32,
+    restarted: bool,
+    finalized: bool,
 }
 
 impl Run {
@@ -151,6 +207,9 @@ impl Run {
         let strategy = (task.config.strategy)();
         let backoff = Backoff::new(&task.config.retry);
         let rec = Recorder::new(Instant::now(), task.config.trace_requests);
+        let saver = Saver::new(task.config.checkpoint_store.clone());
+        let target = task.protocol.describe();
+        let control = task.control.clone();
         Run {
             task,
             strategy,
@@ -158,6 +217,19 @@ impl Run {
             budget: RetryBudget::new(),
             rec,
             plan: None,
+            target,
+            identity: None,
+            session: None,
+            resume_pending: Vec::new(),
+            saver,
+            old_keys: Vec::new(),
+            control,
+            control_open: true,
+            paused: None,
+            resumed: false,
+            resumed_segments: 0,
+            restarted: false,
+            finalized: false,
         }
     }
 
@@ -177,18 +249,91 @@ impl Run {
         self.task.config.retry.budget(segments)
     }
 
+    /// Runs the upload until it ends or is cancelled.
     async fn execute(mut self) -> Result<UploadReport> {
+        let cancel = cancel_requested(self.control.clone());
+        let outcome = tokio::select! {
+            biased;
+            () = cancel => None,
+            r = self.body() => Some(r),
+        };
+        match outcome {
+            Some(result) => result,
+            None => Err(self.cancelled().await),
+        }
+    }
+
+    async fn body(&mut self) -> Result<UploadReport> {
         let total = self.task.source.len();
         self.task.spec.validate()?;
         if self.task.config.enforce_category_limits {
             check_category_limit(total, self.task.spec.category)?;
         }
-        self.plan = Some(Plan::new(total, self.task.protocol.max_append_payload())?);
+        let max_chunk = self.task.protocol.max_append_payload();
+        self.plan = Some(Plan::new(total, max_chunk)?);
         self.task.shared.with(|s| s.progress.total_bytes = total);
         self.emit(UploadEvent::Started { total_bytes: total });
+        self.identity = Some(SourceIdentity::of(&self.task.source).await?);
+        if let Some(checkpoint) = self.task.resume.take() {
+            self.restore(checkpoint, max_chunk)?;
+        }
 
-        let init_req = InitRequest {
+        let media_id = loop {
+            let media_id = match &self.session {
+                Some(s) => s.media_id.clone(),
+                None => self.init().await?,
+            };
+            match self.appends(&media_id).await {
+                Ok(()) => break media_id,
+                Err(e) if self.resumed && is_media_id_gone(&e) => {
+                    self.restart(format!(
+                        "the server no longer knows media id {media_id}: {e}"
+                    ))?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.flush_checkpoint().await;
+
+        self.wait_while_paused().await;
+        self.emit(UploadEvent::Finalizing);
+        let protocol = Arc::clone(&self.task.protocol);
+        let status = self
+            .control("FINALIZE", || protocol.finalize(&media_id))
+            .await?;
+        // Every byte is delivered: the checkpoint has served its purpose, whatever
+        // processing makes of the media.
+        self.finalized = true;
+        self.remove_checkpoints().await;
+        let (status, processing_state) = self.poll(&media_id, status).await?;
+        let media_key = status
+            .media_key
+            .or_else(|| self.session.as_ref().and_then(|s| s.media_key.clone()));
+        self.emit(UploadEvent::Completed {
+            media_id: media_id.clone(),
+        });
+
+        let segments = self.plan.as_ref().map_or(&[][..], Plan::segments);
+        let fin = Finished {
+            media_id,
+            media_key,
             total_bytes: total,
+            segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
+            processing_state,
+            chunk_min: segments.iter().map(|s| s.len).min().unwrap_or(0),
+            chunk_max: segments.iter().map(|s| s.len).max().unwrap_or(0),
+            resumed_segments: self.resumed_segments,
+            restarted: self.restarted,
+        };
+        Ok(self.rec.finish(Instant::now(), fin))
+    }
+
+    /// INIT: opens the session and saves the first checkpoint before any APPEND, so the
+    /// media id is on record however early the process dies.
+    async fn init(&mut self) -> Result<MediaId> {
+        self.wait_while_paused().await;
+        let init_req = InitRequest {
+            total_bytes: self.task.source.len(),
             media_type: self.task.spec.media_type.clone(),
             media_category: self.task.spec.category,
             additional_owners: self.task.spec.additional_owners.clone(),
@@ -204,31 +349,300 @@ impl Run {
             media_key: init.media_key.clone(),
             expires: init.expires_after_secs.map(Duration::from_secs),
         });
-
-        self.appends(&media_id).await?;
-
-        self.emit(UploadEvent::Finalizing);
-        let status = self
-            .control("FINALIZE", || protocol.finalize(&media_id))
-            .await?;
-        let (status, processing_state) = self.poll(&media_id, status).await?;
-        let media_key = status.media_key.or(init.media_key);
-        self.emit(UploadEvent::Completed {
+        self.session = Some(Session {
             media_id: media_id.clone(),
+            media_key: init.media_key,
+            expires_at: init
+                .expires_after_secs
+                .and_then(|s| SystemTime::now().checked_add(Duration::from_secs(s))),
+            acked: BTreeSet::new(),
         });
+        self.saver.mark_dirty();
+        self.flush_checkpoint().await;
+        Ok(media_id)
+    }
 
-        let segments = self.plan.as_ref().map_or(&[][..], Plan::segments);
-        let fin = Finished {
+    /// Takes over the session of a checkpoint, after checking that it belongs to this
+    /// source and target; an expired one only leaves a note, and INIT starts over.
+    fn restore(&mut self, cp: Checkpoint, max_chunk: u64) -> Result<()> {
+        cp.validate()?;
+        if cp.target != self.target {
+            return Err(checkpoint_error(format!(
+                "the checkpoint is for {} at {:?}, but this engine uploads to {} at {:?}; \
+                 resume it with a client for that target",
+                cp.target.api, cp.target.base_url, self.target.api, self.target.base_url
+            )));
+        }
+        if let Some(current) = &self.identity {
+            cp.source.check_unchanged(current)?;
+        }
+        if cp.plan.max_chunk() > max_chunk {
+            return Err(checkpoint_error(format!(
+                "the checkpoint planned segments of up to {} bytes, but the protocol now takes \
+                 at most {max_chunk} per APPEND; start a new upload or restore the limit",
+                cp.plan.max_chunk()
+            )));
+        }
+        let old_key = cp.key();
+        if self
+            .identity
+            .as_ref()
+            .map(|id| CheckpointKey::for_upload(id, &self.target))
+            != Some(old_key.clone())
+        {
+            self.old_keys.push(old_key);
+        }
+        if let Some(state) = &cp.strategy_state {
+            self.strategy.import_state(state);
+        }
+        if cp.is_expired(SystemTime::now()) {
+            let reason = format!(
+                "media id {} expired (or expires within a minute) before the upload could \
+                 carry on",
+                cp.media_id
+            );
+            tracing::info!(media_id = %cp.media_id, "checkpoint expired; starting over");
+            self.emit(UploadEvent::Restarted {
+                previous_media_id: cp.media_id,
+                reason,
+            });
+            self.restarted = true;
+            return Ok(());
+        }
+        let pending = cp.pending_segments();
+        let bytes_acked = cp.acked_bytes();
+        let segments_acked = u32::try_from(cp.acked.len()).unwrap_or(u32::MAX);
+        let planned = u32::try_from(cp.plan.segments().len()).unwrap_or(u32::MAX);
+        tracing::Span::current().record("media_id", cp.media_id.as_str());
+        tracing::info!(
+            media_id = %cp.media_id,
+            segments_acked,
+            pending = pending.len(),
+            "carrying on from a checkpoint"
+        );
+        self.emit(UploadEvent::ResumedFromCheckpoint {
+            media_id: cp.media_id.clone(),
+            segments_acked,
+            bytes_acked,
+            segments_pending: u32::try_from(pending.len()).unwrap_or(u32::MAX),
+        });
+        self.task.shared.with(|s| {
+            s.progress.bytes_acked = bytes_acked;
+            s.progress.segments_done = segments_acked;
+            s.progress.segments_planned = planned;
+        });
+        self.resume_pending = pending;
+        self.resumed_segments = segments_acked;
+        self.resumed = true;
+        self.session = Some(Session {
+            media_id: cp.media_id,
+            media_key: cp.media_key,
+            expires_at: cp.expires_at,
+            acked: cp.acked,
+        });
+        self.plan = Some(cp.plan);
+        self.saver.mark_dirty();
+        Ok(())
+    }
+
+    /// Gives up the resumed session whose media id the server no longer knows: a new INIT
+    /// and a new plan follow.
+    fn restart(&mut self, reason: String) -> Result<()> {
+        let total = self.task.source.len();
+        self.plan = Some(Plan::new(total, self.task.protocol.max_append_payload())?);
+        if let Some(old) = self.session.take() {
+            tracing::info!(media_id = %old.media_id, %reason, "starting over");
+            self.emit(UploadEvent::Restarted {
+                previous_media_id: old.media_id,
+                reason,
+            });
+        }
+        self.resumed = false;
+        self.restarted = true;
+        self.resumed_segments = 0;
+        self.resume_pending.clear();
+        self.task.shared.with(|s| {
+            s.sent.clear();
+            s.progress.bytes_acked = 0;
+            s.progress.segments_done = 0;
+            s.progress.segments_planned = 0;
+            s.progress.in_flight = 0;
+        });
+        self.progress();
+        Ok(())
+    }
+
+    /// The checkpoint of the upload as it stands, once INIT returned and until FINALIZE did.
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        if self.finalized {
+            return None;
+        }
+        let session = self.session.as_ref()?;
+        Some(Checkpoint {
+            target: self.target.clone(),
+            media_id: session.media_id.clone(),
+            media_key: session.media_key.clone(),
+            expires_at: session.expires_at,
+            source: self.identity.clone()?,
+            spec: self.task.spec.clone(),
+            plan: self.plan.clone()?,
+            acked: session.acked.clone(),
+            strategy_state: self.strategy.export_state(),
+            saved_at: SystemTime::now(),
+        })
+    }
+
+    /// Starts a checkpoint save if the state changed and none is running.
+    fn start_save(&mut self) {
+        if self.saver.wants_save() {
+            let cp = self.checkpoint();
+            self.saver.start(cp);
+        }
+    }
+
+    /// Reports how a save ended. A failed save does not end the upload.
+    fn saved(&self, saved: Saved) {
+        match saved.result {
+            Ok(()) => self.emit(UploadEvent::CheckpointSaved {
+                segments_acked: saved.segments_acked,
+            }),
+            Err(e) => self.checkpoint_failed(&e),
+        }
+    }
+
+    fn checkpoint_failed(&self, e: &Error) {
+        tracing::warn!(error = %e, "checkpoint store failed");
+        self.emit(UploadEvent::CheckpointFailed {
+            error: e.to_string(),
+        });
+    }
+
+    /// Waits until the checkpoint on record is the current state.
+    async fn flush_checkpoint(&mut self) {
+        loop {
+            if self.saver.is_saving() {
+                let saved = self.saver.next().await;
+                self.saved(saved);
+            } else if self.saver.wants_save() {
+                self.start_save();
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Removes the upload's checkpoints from the store (after FINALIZE).
+    async fn remove_checkpoints(&mut self) {
+        let mut keys = std::mem::take(&mut self.old_keys);
+        if let Some(id) = &self.identity {
+            keys.push(CheckpointKey::for_upload(id, &self.target));
+        }
+        for e in self.saver.remove(&keys).await {
+            self.checkpoint_failed(&e);
+        }
+    }
+
+    /// After a cancel (the body and every request in flight already dropped): saves and
+    /// returns the checkpoint, reports the cancel, and returns the error for `join`.
+    async fn cancelled(&mut self) -> Error {
+        self.task.shared.with(|s| {
+            s.sent.clear();
+            s.progress.in_flight = 0;
+        });
+        self.saver.mark_dirty();
+        self.flush_checkpoint().await;
+        let media_id = self.session.as_ref().map(|s| s.media_id.clone());
+        let usable_until = self.session.as_ref().and_then(|s| s.expires_at);
+        tracing::info!(media_id = ?media_id, "upload cancelled");
+        self.emit(UploadEvent::Cancelled {
+            media_id: media_id.clone(),
+            usable_until,
+        });
+        let outcome = CancelOutcome {
             media_id,
-            media_key,
-            total_bytes: total,
-            segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
-            processing_state,
-            chunk_min: segments.iter().map(|s| s.len).min().unwrap_or(0),
-            chunk_max: segments.iter().map(|s| s.len).max().unwrap_or(0),
+            usable_until,
+            checkpoint: self.checkpoint(),
+            completed: None,
         };
-        let rec = self.rec;
-        Ok(rec.finish(Instant::now(), fin))
+        self.task.shared.with(|s| s.cancelled = Some(outcome));
+        Error::new(ErrorKind::Cancelled, "the upload was cancelled")
+    }
+
+    /// Acts on a change of the requested pause state: reports it, and with
+    /// [`PauseMode::Abandon`] drops the APPENDs in flight of `sched`.
+    fn sync_control(&mut self, sched: Option<&mut Scheduler>) {
+        let wanted = match *self.control.borrow_and_update() {
+            Control::Pause(mode) => Some(mode),
+            // A cancel is acted on by `execute`.
+            Control::Run | Control::Cancel => None,
+        };
+        if wanted == self.paused {
+            return;
+        }
+        self.paused = wanted;
+        let Some(mode) = wanted else {
+            tracing::info!("upload resumed");
+            self.emit(UploadEvent::Resumed);
+            return;
+        };
+        tracing::info!(?mode, "upload paused");
+        if let Some(sched) = sched {
+            match mode {
+                PauseMode::Abandon => self.abandon(sched),
+                // Whatever drains now runs with capacity left unused on purpose.
+                PauseMode::Drain => {
+                    for f in sched.flights.values_mut() {
+                        f.app_limited = true;
+                    }
+                }
+            }
+        }
+        self.emit(UploadEvent::Paused { mode });
+        self.progress();
+    }
+
+    /// Waits while the upload is paused.
+    async fn wait_while_paused(&mut self) {
+        loop {
+            self.sync_control(None);
+            if self.paused.is_none() || !self.control_open {
+                return;
+            }
+            if self.control.changed().await.is_err() {
+                self.control_open = false;
+            }
+        }
+    }
+
+    /// Drops every APPEND in flight; their segments are sent again, first, after the resume.
+    fn abandon(&mut self, sched: &mut Scheduler) {
+        drop(std::mem::take(&mut sched.in_flight));
+        let now = Instant::now();
+        let mut flights: Vec<(u64, Flight)> = sched.flights.drain().collect();
+        flights.sort_by_key(|(_, f)| f.segment.index);
+        for (id, f) in &flights {
+            let record = AttemptRecord {
+                segment: f.segment.index,
+                attempt: f.attempt,
+                bytes: f.segment.len,
+                start_ms: self.rec.ms_since_start(f.launched),
+                end_ms: self.rec.ms_since_start(now),
+                outcome: AttemptOutcome::Abandoned,
+                in_flight: f.in_flight,
+                app_limited: f.app_limited,
+            };
+            self.rec
+                .attempt_ended(record, now.saturating_duration_since(f.launched));
+            self.task.shared.with(|s| s.sent.remove(id));
+        }
+        for (_, f) in flights.iter().rev() {
+            sched.pending.push_front(Pending {
+                segment: f.segment,
+                attempt: f.attempt,
+                resend: true,
+            });
+        }
+        self.task.shared.with(|s| s.progress.in_flight = 0);
     }
 
     /// Runs INIT, FINALIZE or STATUS under the control deadline, retrying retryable
@@ -270,23 +684,38 @@ impl Run {
         }
     }
 
-    /// Sends every segment, keeping up to the strategy's limit in flight.
+    /// Sends every segment not yet acknowledged, keeping up to the strategy's limit in
+    /// flight, saving checkpoints as segments are acknowledged, and honouring pauses.
     async fn appends(&mut self, media_id: &MediaId) -> Result<()> {
         let mut sched = Scheduler {
             media_id: media_id.clone(),
             in_flight: FuturesUnordered::new(),
             flights: HashMap::new(),
             waiting: Vec::new(),
+            pending: self
+                .resume_pending
+                .drain(..)
+                .map(|segment| Pending {
+                    segment,
+                    attempt: 1,
+                    resend: false,
+                })
+                .collect(),
             hold_until: None,
             next_id: 0,
         };
         loop {
-            let wake = self.fill(&mut sched);
+            self.sync_control(Some(&mut sched));
+            // A pause holds only while the handle can still lift it (so that the `select!`
+            // below always has a branch to wait on).
+            let holding = self.paused.is_some() && self.control_open;
+            let wake = if holding { None } else { self.fill(&mut sched) };
+            self.start_save();
             let plan_done = self.plan.as_ref().is_none_or(Plan::is_complete);
-            if sched.in_flight.is_empty() && sched.waiting.is_empty() && plan_done {
+            if sched.is_idle() && plan_done {
                 return Ok(());
             }
-            if sched.in_flight.is_empty() && wake.is_none() {
+            if !holding && sched.in_flight.is_empty() && wake.is_none() {
                 // Unreachable with a plan built by `Plan::new`; guards against a hang.
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
@@ -304,6 +733,12 @@ impl Run {
                     }
                 }
                 () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+                saved = self.saver.next(), if self.saver.is_saving() => self.saved(saved),
+                changed = self.control.changed(), if self.control_open => {
+                    if changed.is_err() {
+                        self.control_open = false;
+                    }
+                }
             }
         }
     }
@@ -334,7 +769,11 @@ impl Run {
                 return Some(hold);
             }
             if let Some(w) = sched.take_ready(now) {
-                self.launch(sched, w.segment, Some(w.data), w.attempt, now);
+                self.launch(sched, w.segment, w.attempt, false, now);
+                continue;
+            }
+            if let Some(p) = sched.pending.pop_front() {
+                self.launch(sched, p.segment, p.attempt, p.resend, now);
                 continue;
             }
             let next = self
@@ -347,7 +786,7 @@ impl Run {
                     s.progress.chunk_size = segment.len;
                     s.progress.segments_planned = u32::try_from(planned).unwrap_or(u32::MAX);
                 });
-                self.launch(sched, segment, None, 1, now);
+                self.launch(sched, segment, 1, false, now);
                 continue;
             }
             // Free capacity and nothing ready to send: the file ran out or the rest waits on
@@ -359,12 +798,13 @@ impl Run {
         }
     }
 
+    /// Starts one APPEND attempt of `segment`; its bytes are read from the source first.
     fn launch(
         &mut self,
         sched: &mut Scheduler,
         segment: Segment,
-        data: Option<Bytes>,
         attempt: u32,
+        resend: bool,
         now: Instant,
     ) {
         let id = sched.next_id;
@@ -380,11 +820,15 @@ impl Run {
         sched.flights.insert(
             id,
             Flight {
+                segment,
+                attempt,
+                launched: now,
                 in_flight,
                 app_limited: false,
             },
         );
-        self.rec.attempt_started(attempt, segment.len, in_flight);
+        self.rec
+            .attempt_started(attempt, segment.len, in_flight, resend);
         tracing::debug!(
             segment = segment.index,
             attempt,
@@ -412,29 +856,25 @@ impl Run {
             bytes = segment.len
         );
         let fut = async move {
-            let data = match data {
-                Some(d) => d,
-                None => match source.read(segment.offset, segment.len).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        let t = Instant::now();
-                        return AttemptDone {
-                            id,
-                            segment,
-                            attempt,
-                            data: None,
-                            started: t,
-                            finished: t,
-                            result: Err(Failure::Read(e)),
-                        };
-                    }
-                },
+            let data = match source.read(segment.offset, segment.len).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let t = Instant::now();
+                    return AttemptDone {
+                        id,
+                        segment,
+                        attempt,
+                        started: t,
+                        finished: t,
+                        result: Err(Failure::Read(e)),
+                    };
+                }
             };
             let started = Instant::now();
             let req = AppendRequest {
                 media_id,
                 segment_index: segment.index,
-                data: data.clone(),
+                data,
                 sent: Some(Arc::clone(&sent)),
             };
             let result = guarded(protocol.append(req), deadline, stall, &sent, segment.len).await;
@@ -442,7 +882,6 @@ impl Run {
                 id,
                 segment,
                 attempt,
-                data: Some(data),
                 started,
                 finished: Instant::now(),
                 result,
@@ -453,26 +892,29 @@ impl Run {
         sched.in_flight.push(fut);
     }
 
-    /// Handles a finished attempt: records it, tells the strategy, and schedules a retry or
-    /// ends the upload.
+    /// Handles a finished attempt: records it, tells the strategy, and marks the segment
+    /// acknowledged, schedules a retry, or ends the upload.
     fn on_done(&mut self, sched: &mut Scheduler, done: AttemptDone) -> Result<()> {
-        let flight = sched.flights.remove(&done.id).unwrap_or(Flight {
-            in_flight: 1,
-            app_limited: false,
-        });
+        let flight = sched.flights.remove(&done.id);
+        let (in_flight, app_limited) = flight.map_or((1, false), |f| (f.in_flight, f.app_limited));
         self.task.shared.with(|s| {
             s.sent.remove(&done.id);
             s.progress.in_flight = sched.in_flight.len();
         });
         let index = done.segment.index;
-        let Some(data) = done.data else {
-            return Err(match done.result {
-                Err(Failure::Read(e)) => e.with_segment(index),
-                _ => Error::new(ErrorKind::Io, "reading the segment failed").with_segment(index),
-            });
-        };
         let error = match done.result {
-            Ok(_) => None,
+            Ok(response) => {
+                if let Some(session) = self.session.as_mut() {
+                    session.acked.insert(index);
+                    if let Some(at) = response.expires_at {
+                        session.expires_at =
+                            SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(at));
+                    }
+                }
+                self.saver.mark_dirty();
+                None
+            }
+            Err(Failure::Read(e)) => return Err(e.with_segment(index)),
             Err(Failure::Deadline(d)) => Some((
                 Outcome::Timeout,
                 Error::new(
@@ -487,7 +929,7 @@ impl Run {
                     format!("append stalled: no bytes were sent for {d:?}"),
                 ),
             )),
-            Err(Failure::Request(e)) | Err(Failure::Read(e)) => {
+            Err(Failure::Request(e)) => {
                 let outcome = if e.is_throttled() {
                     Outcome::Throttled {
                         retry_after: e.retry_after(),
@@ -507,8 +949,8 @@ impl Run {
             started: done.started,
             finished: done.finished,
             outcome,
-            in_flight: flight.in_flight,
-            app_limited: flight.app_limited,
+            in_flight,
+            app_limited,
         };
         self.strategy.observe(&obs);
         let latency = done.finished.saturating_duration_since(done.started);
@@ -519,8 +961,8 @@ impl Run {
             start_ms: self.rec.ms_since_start(done.started),
             end_ms: self.rec.ms_since_start(done.finished),
             outcome: outcome.into(),
-            in_flight: flight.in_flight,
-            app_limited: flight.app_limited,
+            in_flight,
+            app_limited,
         };
         self.rec.attempt_ended(record, latency);
 
@@ -583,7 +1025,6 @@ impl Run {
         });
         sched.waiting.push(Waiting {
             segment: done.segment,
-            data,
             attempt: done.attempt + 1,
             ready_at: now + delay,
         });
@@ -650,11 +1091,17 @@ struct Scheduler {
     in_flight: FuturesUnordered<BoxFuture<'static, AttemptDone>>,
     flights: HashMap<u64, Flight>,
     waiting: Vec<Waiting>,
+    pending: VecDeque<Pending>,
     hold_until: Option<Instant>,
     next_id: u64,
 }
 
 impl Scheduler {
+    /// Whether nothing is in flight, waiting for a retry, or left over to send.
+    fn is_idle(&self) -> bool {
+        self.in_flight.is_empty() && self.waiting.is_empty() && self.pending.is_empty()
+    }
+
     /// Takes the waiting segment whose backoff ended first, if any has.
     fn take_ready(&mut self, now: Instant) -> Option<Waiting> {
         let (i, _) = self
@@ -727,5 +1174,18 @@ async fn guarded(
     match tokio::time::timeout(deadline, raced).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Deadline(deadline)),
+    }
+}
+
+/// Resolves once the handle asks for a cancel; never if the handle is gone (dropping it
+/// aborts the task instead).
+async fn cancel_requested(mut control: watch::Receiver<Control>) {
+    loop {
+        if *control.borrow_and_update() == Control::Cancel {
+            return;
+        }
+        if control.changed().await.is_err() {
+            return futures::future::pending().await;
+        }
     }
 }

@@ -18,7 +18,8 @@
 
 use super::parse::{self, Command, MAX_RESPONSE_BODY_BYTES};
 use super::{
-    AppendRequest, AppendResponse, InitRequest, InitResponse, MediaId, MediaStatus, UploadProtocol,
+    AppendRequest, AppendResponse, InitRequest, InitResponse, MediaId, MediaStatus, ProtocolTarget,
+    UploadProtocol,
 };
 use crate::auth::Credentials;
 use crate::error::{Error, ErrorKind, Result};
@@ -723,6 +724,19 @@ impl XClient {
 }
 
 impl UploadProtocol for XClient {
+    fn describe(&self) -> ProtocolTarget {
+        // User info, query and fragment may carry secrets; a checkpoint must not.
+        let mut url = self.inner.base.clone();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        ProtocolTarget {
+            api: format!("x-{}", self.inner.api),
+            base_url: url.to_string(),
+        }
+    }
+
     fn max_append_payload(&self) -> u64 {
         limits::max_payload_per_append(
             self.inner.max_append_bytes,

@@ -200,9 +200,30 @@ impl MediaStatus {
     }
 }
 
+/// Which service a protocol talks to, as recorded in a
+/// [`Checkpoint`](crate::checkpoint::Checkpoint): enough to tell whether a checkpoint belongs
+/// to this target, and never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct ProtocolTarget {
+    /// The API spoken, such as `x-v2` or `x-v1.1`.
+    pub api: String,
+    /// The base URL, without user info, query or fragment.
+    pub base_url: String,
+}
+
 /// The four calls of a chunked upload. Implementations must be cheap to share (`&self`
 /// methods, used concurrently from many tasks).
 pub trait UploadProtocol: Send + Sync + fmt::Debug {
+    /// The API and base URL this protocol uploads to, for checkpoints. The default,
+    /// `{api: "unknown", base_url: ""}`, suits protocols that are not meant to be resumed
+    /// across processes. Must never include a credential.
+    fn describe(&self) -> ProtocolTarget {
+        ProtocolTarget {
+            api: "unknown".to_string(),
+            base_url: String::new(),
+        }
+    }
+
     /// The largest payload one APPEND may carry: the per-APPEND body limit on the wire, less
     /// the base64 expansion when segments are sent as `media_data`
     /// (see [`crate::limits::max_payload_per_append`]). The engine never plans a larger segment.
@@ -215,6 +236,52 @@ pub trait UploadProtocol: Send + Sync + fmt::Debug {
     fn finalize<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
     /// STATUS: reads the processing state.
     fn status<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
+}
+
+/// Whether `e` says the server no longer knows the media id: a `Rejected` 4xx that is a 404
+/// or whose message names the id or says "not found" / "expired" (the X and emulator texts
+/// `Invalid media_id` and `BadRequest: Not found`).
+pub(crate) fn is_media_id_gone(e: &crate::Error) -> bool {
+    e.kind() == crate::ErrorKind::Rejected
+        && e.status().is_some_and(|s| (400..500).contains(&s))
+        && (e.status() == Some(404) || e.server_message().is_some_and(parse::says_media_id_gone))
+}
+
+/// Thin wrappers over the private response parsers, for the fuzz targets in `fuzz/` and the
+/// seeded-corpus tests. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::MediaId;
+    use super::parse::{self, Command};
+    use std::time::SystemTime;
+
+    /// Feeds `data` to every response parser as a body and as header values; must never
+    /// panic.
+    pub fn parse_response(data: &[u8]) {
+        let id = MediaId::from("1");
+        let _ = parse::init_response(data);
+        let _ = parse::append_response(data);
+        let _ = parse::media_status(Command::Finalize, data, &id);
+        let _ = parse::media_status(Command::Status, data, &id);
+        let _ = parse::server_message(data);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_bytes(data) {
+            for name in [
+                "retry-after",
+                "x-rate-limit-limit",
+                "x-rate-limit-remaining",
+                "x-rate-limit-reset",
+            ] {
+                headers.insert(name, v.clone());
+            }
+        }
+        let now = SystemTime::UNIX_EPOCH;
+        let _ = parse::rate_limit(&headers);
+        let _ = parse::retry_after(&headers, now);
+        for status in [400, 404, 429, 503] {
+            let _ = parse::status_error(Command::Append, Some(0), status, &headers, data, now);
+        }
+    }
 }
 
 #[cfg(test)]

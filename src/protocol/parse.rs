@@ -379,12 +379,16 @@ fn media_id_gone(command: Command, status: u16, server: Option<&ServerMessage>) 
     if status == 404 {
         return true;
     }
-    server.is_some_and(|m| {
-        let text = m.message.to_ascii_lowercase();
-        ["media_id", "media id", "not found", "expired"]
-            .iter()
-            .any(|needle| text.contains(needle))
-    })
+    server.is_some_and(says_media_id_gone)
+}
+
+/// Whether a server message says the media id is unknown or expired (`Invalid media_id`,
+/// `BadRequest: Not found`, "expired").
+pub(crate) fn says_media_id_gone(m: &ServerMessage) -> bool {
+    let text = m.message.to_ascii_lowercase();
+    ["media_id", "media id", "not found", "expired"]
+        .iter()
+        .any(|needle| text.contains(needle))
 }
 
 /// The error for a non-2xx answer to `command`: its kind from the status (401/403 →

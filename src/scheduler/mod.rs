@@ -113,6 +113,19 @@ pub trait Strategy: Send + fmt::Debug {
 
     /// Learns from a finished attempt.
     fn observe(&mut self, obs: &Observation);
+
+    /// What the strategy has learnt (rate and latency estimates...), for a
+    /// [`Checkpoint`](crate::checkpoint::Checkpoint), so that a resumed upload does not start
+    /// from scratch. `None` (the default) stores nothing. Must hold no credential.
+    fn export_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Restores what [`export_state`](Strategy::export_state) returned, possibly in another
+    /// process and after a long time; called before the resumed upload's first decision. A
+    /// value it does not understand (another strategy's, an older version's) must be
+    /// ignored, not trusted. The default ignores everything.
+    fn import_state(&mut self, _state: &serde_json::Value) {}
 }
 
 #[cfg(test)]

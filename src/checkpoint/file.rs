@@ -1,0 +1,228 @@
+//! The embedded checkpoint store: one file per upload in a directory.
+
+use std::fs;
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::{Checkpoint, CheckpointKey, CheckpointStore, MAX_CHECKPOINT_BYTES, checkpoint_error};
+use crate::error::{Error, Result};
+
+/// The extension of checkpoint files: `ckpt`.
+pub const CHECKPOINT_FILE_EXTENSION: &str = "ckpt";
+
+/// Tells the temporary files of concurrent saves in one process apart.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps each checkpoint in its own file, `<dir>/<key>.ckpt`. Needs no server.
+///
+/// - **Atomic:** a save writes a temporary file in the same directory, flushes it to disk,
+///   renames it over the old file and flushes the directory, so a crash at any point leaves
+///   either the old checkpoint or the new one, and a failed save leaves no temporary file.
+/// - **Private:** on Unix the directory is created `0700` and every file `0600` (it names the
+///   user's files; it holds no credential).
+/// - **Safe to read:** a corrupt, truncated or foreign file is an
+///   [`ErrorKind::Checkpoint`](crate::ErrorKind::Checkpoint) error, never a panic.
+///
+/// All file I/O runs on tokio's blocking pool.
+///
+/// ```no_run
+/// use chunkwise::checkpoint::{CheckpointStore, FileCheckpointStore};
+/// # async fn example() -> chunkwise::Result<()> {
+/// let store = FileCheckpointStore::new("/home/me/.local/state/chunkwise");
+/// for key in store.list().await? {
+///     if let Some(cp) = store.load(&key).await? {
+///         println!("{key}: {} of {} bytes sent", cp.acked_bytes(), cp.source.size);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileCheckpointStore {
+    dir: Arc<PathBuf>,
+}
+
+impl FileCheckpointStore {
+    /// A store in `dir`, which is created (with its parents) at the first save.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileCheckpointStore {
+            dir: Arc::new(dir.into()),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of the checkpoint under `key`.
+    pub fn path_for(&self, key: &CheckpointKey) -> PathBuf {
+        self.dir
+            .join(format!("{}.{CHECKPOINT_FILE_EXTENSION}", key.as_str()))
+    }
+
+    /// Runs `f` on the blocking pool with a copy of the store.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&FileCheckpointStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| checkpoint_error("the checkpoint store task failed").with_source(e))?
+    }
+
+    fn load_blocking(&self, key: &CheckpointKey) -> Result<Option<Checkpoint>> {
+        let path = self.path_for(key);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("cannot open", &path, e)),
+        };
+        let mut data = Vec::new();
+        // One byte more than allowed, so an oversized file is noticed without reading it all.
+        file.take(MAX_CHECKPOINT_BYTES + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| io_error("cannot read", &path, e))?;
+        Checkpoint::from_bytes(&data).map(Some).map_err(|e| {
+            checkpoint_error(format!("cannot use the checkpoint {}", path.display())).with_source(e)
+        })
+    }
+
+    fn save_blocking(&self, key: &CheckpointKey, data: &[u8]) -> Result<()> {
+        create_private_dir(&self.dir)
+            .map_err(|e| io_error("cannot create the directory", &self.dir, e))?;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = self
+            .dir
+            .join(format!(".{}.{}.{n}.tmp", key.as_str(), std::process::id()));
+        let written = write_private(&temp, data).and_then(|()| {
+            fs::rename(&temp, self.path_for(key))?;
+            sync_dir(&self.dir)
+        });
+        written.map_err(|e| {
+            // Best effort: the temporary file may not exist (open failed) or be gone already.
+            let _ = fs::remove_file(&temp);
+            io_error("cannot write the checkpoint in", &self.dir, e)
+        })
+    }
+
+    fn remove_blocking(&self, key: &CheckpointKey) -> Result<()> {
+        let path = self.path_for(key);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir).map_err(|e| io_error("cannot sync", &self.dir, e)),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("cannot remove", &path, e)),
+        }
+    }
+
+    fn list_blocking(&self) -> Result<Vec<CheckpointKey>> {
+        let entries = match fs::read_dir(&*self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("cannot list", &self.dir, e)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("cannot list", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(stem) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(CHECKPOINT_FILE_EXTENSION))
+                .and_then(|n| n.strip_suffix('.'))
+            else {
+                continue;
+            };
+            // Temporary files start with a dot, which no key has; other names are not ours.
+            if let Ok(key) = CheckpointKey::parse(stem) {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+impl CheckpointStore for FileCheckpointStore {
+    fn load<'a>(&'a self, key: &'a CheckpointKey) -> BoxFuture<'a, Result<Option<Checkpoint>>> {
+        let key = key.clone();
+        self.blocking(move |s| s.load_blocking(&key)).boxed()
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a CheckpointKey,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            // Serialising a few KiB is CPU work, fine on the runtime; the I/O is not.
+            let data = checkpoint.to_bytes()?;
+            let key = key.clone();
+            self.blocking(move |s| s.save_blocking(&key, &data)).await
+        }
+        .boxed()
+    }
+
+    fn remove<'a>(&'a self, key: &'a CheckpointKey) -> BoxFuture<'a, Result<()>> {
+        let key = key.clone();
+        self.blocking(move |s| s.remove_blocking(&key)).boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<CheckpointKey>>> {
+        self.blocking(FileCheckpointStore::list_blocking).boxed()
+    }
+}
+
+/// An [`ErrorKind::Checkpoint`](crate::ErrorKind::Checkpoint) error for a failed file
+/// operation on `path`.
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    checkpoint_error(format!(
+        "{what} {}; check the checkpoint directory's permissions and free space",
+        path.display()
+    ))
+    .with_source(e)
+}
+
+/// Creates `dir` and its parents, owner-only on Unix.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Writes `data` to a new file at `path`, owner-only on Unix, and flushes it to disk.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// Flushes a directory's entries (a rename or removal) to disk. On Unix a directory is
+/// opened and synced; elsewhere this is not possible through std and is skipped.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
