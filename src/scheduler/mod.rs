@@ -12,6 +12,18 @@
 //! and never larger than what is left of the file.
 //!
 //! [`FixedStrategy`] pins chunk size, parallelism and deadline: what today's clients do.
+//! [`AdaptiveStrategy`] derives all three from measurement (see [`adaptive`]).
+
+pub mod adaptive;
+mod estimator;
+mod pacer;
+#[cfg(test)]
+pub(crate) mod sim;
+
+pub use adaptive::{
+    AdaptiveConfig, AdaptiveState, AdaptiveStrategy, ChunkMode, Estimates, ParallelismMode,
+};
+pub use pacer::RateCap;
 
 use std::fmt;
 use std::time::Duration;
