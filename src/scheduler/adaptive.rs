@@ -14,13 +14,16 @@
 //! - **Delivery rate `R`**: a windowed *maximum* of aggregate goodput samples (bytes acknowledged
 //!   by all requests over the sample's lifetime, not one request's `bytes / time`, which is only
 //!   `R / n`). Samples taken while the engine was app-limited (tail of the file, waits on
-//!   retries) never lower the estimate. A timeout clips the window to what the failed request
-//!   proves, and a request that took more than twice the model's prediction resets it: a stale
-//!   maximum is the dangerous error, an underestimate corrects itself with the next sample.
-//! - **Fixed cost `α`**: a minimum of `T − S/R` over recent requests. Each sample is an upper
-//!   bound of `α`, loose when requests overlap (their sharing counts as cost), so, as BBR's
-//!   PROBE_RTT does for the propagation delay, the controller briefly runs a single request
-//!   when the estimate has not been verified for a while, which measures `α` exactly.
+//!   retries) never lower the estimate; samples whose window saw the pipe drain are dropped
+//!   (they overstate). A timeout replaces the estimate with the upper bound the failed request
+//!   proves, until the next real sample, and a request that took more than twice the model's
+//!   prediction resets it to its own sample: a stale maximum is the dangerous error, an
+//!   underestimate corrects itself with the next sample.
+//! - **Fixed cost `α`**: `T − S/R` of a request that had the link to itself. Over overlapping
+//!   requests the same expression is only an upper bound (their sharing counts as cost), so,
+//!   as BBR's PROBE_RTT does for the propagation delay, the controller briefly runs a single
+//!   request when `α` has not been measured for a while. A request far slower than the model
+//!   predicts teaches nothing about `α`: it means the rate changed.
 //! - **Bytes between failures `M`**: an EWMA of the payload bytes delivered between failures:
 //!   transport errors, and timeouts or stalls (one sample per outage, not per request it
 //!   killed).
@@ -40,11 +43,13 @@
 //!   by 5 %, or tries `n − 1` and keeps it if goodput fell by less than 5 % (enough in flight to
 //!   cover the bandwidth-delay product, and no more). It holds for a while after a failed probe.
 //!   Timeouts, stalls, 429s and inflated latencies cut the level (AIMD ×0.9, at least −1, once
-//!   per round). The level never probes below `⌈1 + α·R/S⌉`, so it keeps two APPENDs in
-//!   flight when the fixed cost would otherwise leave the link idle between chunks (§3 item 11).
+//!   per round). Probing never goes below two APPENDs, so the link does not idle through every
+//!   fixed cost (§3 item 11), nor below `⌈1 + α·R/S − 0.05⌉` when the fixed cost needs more.
 //! - **Deadline**: `gain·(α + n·S/R) + 2.5·σ`, at least a floor, with a doubled gain and a
-//!   60 s floor until the estimate is warm. A chunk that should take 2 s does not wait 120 s, and
-//!   one that should take 60 s is not killed at 30 s. The stall timeout scales the same way.
+//!   60 s floor until the estimate is warm (`σ`: deviation of lateness against the model). A
+//!   chunk that should take 2 s does not wait 120 s, and one that should take 60 s is not
+//!   killed at 30 s; each timeout lowers the rate bound, so the next deadline is longer even on
+//!   a link slower than every guess. The stall timeout scales with the estimate too.
 //! - **Holds**: a 429 holds every send until its `Retry-After`; optional byte-rate and
 //!   request-rate caps ([`RateCap`]) pace sends through [`Strategy::not_before`].
 //!
@@ -53,8 +58,12 @@
 //!
 //! # Engine contract
 //!
-//! Caps are charged in [`Strategy::request_deadline`], which the engine calls exactly once per
-//! APPEND attempt as it starts it. Observations should arrive in completion order.
+//! The engine calls [`Strategy::request_deadline`] exactly once per APPEND attempt, as it
+//! starts it, and reports every attempt once through [`Strategy::observe`], in completion
+//! order. The strategy relies on that: the caps are charged in `request_deadline`, and the
+//! starts it sees tell it how many requests are in flight (for drained samples) and whether a
+//! request had the link to itself (for `α`). Without those calls it still works, with less
+//! accurate samples.
 //!
 //! # Warm start
 //!
@@ -85,7 +94,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::estimator::{DeliveryTracker, EwmaVar, WindowedMax};
-use super::pacer::{Pacer, RateCap, secs};
+use super::pacer::{Pacer, RateCap, later, secs};
 use super::{Observation, Outcome, PlanContext, Strategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::MIB;
@@ -254,12 +263,18 @@ pub const FAILURE_EWMA_WEIGHT: f64 = 0.083_001_718_709_403_96;
 /// history any anchor treats as settled.
 pub const WARMUP_SAMPLES: u64 = 3;
 
-/// Default deadline gain: a request may run at a third of its estimated share of the link.
+/// Default deadline gain: a request may run at a quarter of its estimated share of the link.
 ///
 /// Source: simulation, `cargo test --lib scheduler::adaptive::tests::deadline_gain_sweep --
-/// --ignored --nocapture`: gain 2 times out on the jittery link, gain 3 removes those timeouts
-/// and still catches a 10× rate drop within its first round; larger gains only delay that.
-pub const DEFAULT_DEADLINE_GAIN: f64 = 3.0;
+/// --ignored --nocapture`. On jittery links (±90 % every 4 s, five seeds) gain 1.5 caused 15
+/// spurious timeouts and gain 2 caused 4; gain 3 and above none. On 10× and 20× rate drops a
+/// timeout only wastes bytes (the retry resends them over the same slow link), and every gain
+/// ≥ 3 was within 1.5 % of the best total time and 2.5 % of the fewest bytes sent. Higher
+/// gains look better there only because the model has no per-connection failures: each unit
+/// of gain delays abandoning a request stuck on a bad connection that still trickles bytes
+/// (the stall timer does not catch it). 4 is one step of margin above the smallest gain
+/// without spurious timeouts.
+pub const DEFAULT_DEADLINE_GAIN: f64 = 4.0;
 
 /// Default smallest deadline once warm: 10 s.
 ///
@@ -300,8 +315,7 @@ pub const STALL_PROGRESS_QUANTUM: u64 = 64 * 1024;
 
 /// The stall timeout is at least this many slice times at the current estimate.
 ///
-/// Source: reasonable default: the deadline gain's margin (3×) plus one for socket-buffer
-/// bursts.
+/// Source: reasonable default: the same margin as [`DEFAULT_DEADLINE_GAIN`].
 pub const STALL_GAIN: f64 = 4.0;
 
 /// Hold applied after a 429 that carries no `Retry-After`.
@@ -309,6 +323,12 @@ pub const STALL_GAIN: f64 = 4.0;
 /// Source: the 1 s throttle base of aws-s3-transfer-manager-rs' retry design
 /// (adaptive-anchors.md §2.3).
 pub const DEFAULT_THROTTLE_HOLD: Duration = Duration::from_secs(1);
+
+/// Longest hold a 429 can impose; a longer `Retry-After` is treated as this.
+///
+/// Source: X's longest rate-limit window, 24 h (protocol.md §5); a server asking for more is
+/// more likely broken than serious, and the engine's retry budget ends such an upload anyway.
+pub const MAX_THROTTLE_HOLD: Duration = Duration::from_secs(24 * 3600);
 
 /// Version of [`AdaptiveState`]'s layout.
 pub const STATE_VERSION: u32 = 1;
@@ -351,7 +371,7 @@ pub enum ParallelismMode {
 /// | `segment_reserve` | [`DEFAULT_SEGMENT_RESERVE`] (0.25) |
 /// | `initial_parallelism` | [`DEFAULT_INITIAL_PARALLELISM`] (2) |
 /// | `max_parallelism` | [`DEFAULT_MAX_PARALLELISM`] (6) |
-/// | `deadline_gain` | [`DEFAULT_DEADLINE_GAIN`] (3) |
+/// | `deadline_gain` | [`DEFAULT_DEADLINE_GAIN`] (4) |
 /// | `deadline_floor` | [`DEFAULT_DEADLINE_FLOOR`] (10 s) |
 /// | `stall_timeout` | `Some(`[`DEFAULT_STALL_TIMEOUT`]`)` (30 s) |
 /// | `byte_rate_cap` | `None` |
@@ -527,7 +547,7 @@ pub struct Estimates {
     pub delivery_rate: Option<f64>,
     /// Per-request fixed cost `α`.
     pub fixed_cost: Option<Duration>,
-    /// Standard deviation of request durations around the model's prediction.
+    /// Standard deviation of how late requests finish against the model's prediction.
     pub latency_deviation: Duration,
     /// Mean payload bytes delivered between failures `M`; `None` before the first failure.
     pub bytes_between_failures: Option<f64>,
@@ -564,11 +584,11 @@ pub struct AdaptiveState {
     pub version: u32,
     /// Delivery rate in bytes per second.
     pub delivery_rate: Option<f64>,
-    /// Fixed cost in seconds.
+    /// Measured fixed cost in seconds (`None` until a request that ran alone measured it).
     pub fixed_cost_secs: Option<f64>,
-    /// Mean of request duration minus prediction, in seconds.
+    /// Mean lateness (request duration minus prediction, at least 0), in seconds.
     pub latency_error_mean_secs: Option<f64>,
-    /// Standard deviation of that error, in seconds.
+    /// Standard deviation of that lateness, in seconds.
     pub latency_error_dev_secs: f64,
     /// Mean bytes between failures.
     pub bytes_between_failures: Option<f64>,
@@ -672,7 +692,7 @@ impl Parallelism {
 
     fn hold(&mut self, now: Instant) {
         let by_epochs = self.last_epoch_len.saturating_mul(PROBE_HOLD_EPOCHS);
-        self.hold_until = Some(now + PROBE_HOLD.max(by_epochs));
+        self.hold_until = Some(later(now, PROBE_HOLD.max(by_epochs)));
     }
 
     /// Back pressure: undo a probe and cut the level (AIMD, at least −1), then hold.
@@ -806,11 +826,13 @@ pub struct AdaptiveStrategy {
     rate: WindowedMax<RATE_WINDOW>,
     /// The rate is only an upper bound (left by a timeout) until the next real sample.
     rate_provisional: bool,
-    /// Fixed cost `α` in seconds (a minimum of upper bounds).
+    /// Fixed cost `α` in seconds: measured, or until then a minimum of upper bounds.
     fixed_cost: Option<f64>,
-    /// When `α` was last measured by a request running alone.
-    fixed_cost_verified: Option<Instant>,
-    /// Request duration minus prediction, seconds.
+    /// `α` was measured (by a request running alone, here or in the upload a state came from).
+    fixed_cost_measured: bool,
+    /// When this controller last measured `α`; `None` makes it due.
+    fixed_cost_at: Option<Instant>,
+    /// Lateness against the prediction (duration minus prediction, at least 0), seconds.
     latency: EwmaVar,
     /// Mean bytes between failures.
     failure_interval: Option<f64>,
@@ -852,7 +874,8 @@ impl AdaptiveStrategy {
             rate: WindowedMax::new(),
             rate_provisional: false,
             fixed_cost: None,
-            fixed_cost_verified: None,
+            fixed_cost_measured: false,
+            fixed_cost_at: None,
             latency: EwmaVar::new(LATENCY_EWMA_WEIGHT),
             failure_interval: None,
             delivered_since_failure: 0,
@@ -922,7 +945,9 @@ impl AdaptiveStrategy {
         if let Some(r) = state.delivery_rate {
             s.rate.reset_to(r);
         }
+        // A saved α was measured; it is used at once and re-measured at the first chance.
         s.fixed_cost = state.fixed_cost_secs;
+        s.fixed_cost_measured = state.fixed_cost_secs.is_some();
         if let Some(mean) = state.latency_error_mean_secs {
             s.latency.seed(mean, state.latency_error_dev_secs);
         }
@@ -941,7 +966,7 @@ impl AdaptiveStrategy {
         AdaptiveState {
             version: STATE_VERSION,
             delivery_rate: self.rate.get(),
-            fixed_cost_secs: self.fixed_cost,
+            fixed_cost_secs: self.fixed_cost.filter(|_| self.fixed_cost_measured),
             latency_error_mean_secs: self.latency.mean(),
             latency_error_dev_secs: self.latency.dev(),
             bytes_between_failures: self.failure_interval,
@@ -979,7 +1004,7 @@ impl AdaptiveStrategy {
     /// estimate is an upper bound inflated by overlapping requests, which would make chunks
     /// too large (sizing then uses 0: the target time alone, and the `S*` floor).
     fn sizing_fixed_cost(&self) -> f64 {
-        if self.fixed_cost_verified.is_some() {
+        if self.fixed_cost_measured {
             self.fixed_cost.unwrap_or(0.0)
         } else {
             0.0
@@ -1059,7 +1084,7 @@ impl AdaptiveStrategy {
             .count();
         // `started_during` counts the request itself when the engine reported its start.
         let in_flight = obs.in_flight.max(1);
-        in_flight.max(in_flight - 1 + started_during)
+        in_flight.max((in_flight - 1).saturating_add(started_during))
     }
 
     fn level_bounds(&self, now: Instant) -> LevelBounds {
@@ -1071,7 +1096,7 @@ impl AdaptiveStrategy {
     }
 
     fn fixed_cost_stale(&self, now: Instant) -> bool {
-        self.fixed_cost_verified
+        self.fixed_cost_at
             .is_none_or(|t| now.saturating_duration_since(t) > FIXED_COST_MAX_AGE)
     }
 
@@ -1096,8 +1121,34 @@ impl AdaptiveStrategy {
             .on_delivery(obs.started, obs.finished, obs.bytes, in_flight_after)
             .filter(|s| !s.drained)
             .map(|s| s.rate);
-        // The rate from *other* samples, if it is a measurement and not a bound.
-        let measured_before = self.rate.get().filter(|_| !self.rate_provisional);
+        let bytes = obs.bytes as f64;
+
+        // First, judge the request against the model as it stood. The request shared the link
+        // with those in flight at its start and those started after it: about the level, in a
+        // pipelined steady state. Far slower than predicted means the rate fell (or a queue is
+        // building): take the new rate, back off, and learn nothing else from it; in particular
+        // its duration says nothing about the fixed cost, and it must not widen the deviation
+        // that would hide the next inflated request.
+        let measured_before = self
+            .rate
+            .get()
+            .filter(|r| *r > 0.0 && !self.rate_provisional);
+        if let Some(before) = measured_before {
+            let sharing = in_flight.max(self.par.limit) as f64;
+            let predicted = self.fixed_cost.unwrap_or(0.0) + sharing * bytes / before;
+            let allowance = INFLATION_RATIO * predicted + LATENCY_DEV_SCALE * self.latency.dev();
+            if !obs.app_limited && self.is_warm() && duration > allowance {
+                if let Some(g) = sample {
+                    self.rate.reset_to(g);
+                }
+                self.congestion(obs);
+                return;
+            }
+            // Only lateness counts: the prediction is an upper envelope (sharing hides the
+            // fixed cost), so early requests are normal and must not widen the allowance.
+            self.latency.push((duration - predicted).max(0.0));
+        }
+
         if let Some(g) = sample {
             if self.rate_provisional && !obs.app_limited {
                 // A timeout left only an upper bound: the first real sample replaces it.
@@ -1108,47 +1159,32 @@ impl AdaptiveStrategy {
                 self.rate.push(g);
             }
         }
-        let Some(rate) = self.rate.get().filter(|r| *r > 0.0) else {
-            return;
-        };
-        let bytes = obs.bytes as f64;
 
-        // Fixed cost: every sample bounds α from above (`T − S/R`), loosely when requests
-        // overlapped; one that ran alone measures it. Only against a rate that other samples
-        // measured: against its own goodput a request would always show α = 0.
-        if let Some(before) = measured_before {
+        // Fixed cost: a request that ran alone measures it as `T − S/R`. Until one has, the
+        // same expression over overlapping requests gives upper bounds (loose: their sharing
+        // counts as cost), good enough for deadlines but not for sizing. Only against a rate
+        // that other samples measured: against its own goodput a request would always show
+        // α = 0. After a measurement, bounds are not used: against a rate that has since been
+        // underestimated they would not even be bounds.
+        if let (Some(before), Some(rate)) = (measured_before, self.rate.get()) {
             let bound = (duration - bytes / rate.max(before)).max(0.0);
-            if self.overlapping(obs) == 1 {
+            // If this request is itself the fastest sample, `α` against it is 0 by
+            // construction: no measurement.
+            let own_rate_is_max = sample.is_some_and(|g| g > before);
+            if self.overlapping(obs) == 1 && !own_rate_is_max {
                 self.fixed_cost = Some(bound);
-                self.fixed_cost_verified = Some(obs.finished);
-            } else if self.fixed_cost.is_none_or(|a| bound < a) {
+                self.fixed_cost_measured = true;
+                self.fixed_cost_at = Some(obs.finished);
+            } else if !self.fixed_cost_measured && self.fixed_cost.is_none_or(|a| bound < a) {
                 self.fixed_cost = Some(bound);
             }
-        }
-        let alpha = self.fixed_cost.unwrap_or(0.0);
-
-        // Latency against the model; inflation is back pressure and a stale rate. The request
-        // shared the link with those in flight at its start and those started after it: about
-        // the level, in a pipelined steady state.
-        let sharing = in_flight.max(self.par.limit) as f64;
-        let predicted = alpha + sharing * bytes / rate;
-        let allowance = INFLATION_RATIO * predicted + LATENCY_DEV_SCALE * self.latency.dev();
-        let inflated = !obs.app_limited && self.is_warm() && duration > allowance;
-        self.latency.push(duration - predicted);
-        if inflated {
-            if let Some(g) = sample {
-                self.rate.reset_to(g);
-            }
-            self.congestion(obs);
-            return;
         }
 
         match self.par.phase {
-            Phase::ProbeFixedCost { base, since } => {
-                if in_flight == 1 && obs.started >= since {
-                    self.par.set(base, Phase::Steady, obs.finished);
-                }
+            Phase::ProbeFixedCost { base, since } if in_flight == 1 && obs.started >= since => {
+                self.par.set(base, Phase::Steady, obs.finished);
             }
+            Phase::ProbeFixedCost { .. } => {}
             _ if self.config.parallelism == ParallelismMode::Auto => {
                 let bounds = self.level_bounds(obs.finished);
                 self.par.on_success(obs, sample, bounds);
@@ -1286,7 +1322,10 @@ impl Strategy for AdaptiveStrategy {
                 force = true;
             }
             Outcome::Throttled { retry_after } => {
-                let until = obs.finished + retry_after.unwrap_or(DEFAULT_THROTTLE_HOLD);
+                let hold = retry_after
+                    .unwrap_or(DEFAULT_THROTTLE_HOLD)
+                    .min(MAX_THROTTLE_HOLD);
+                let until = later(obs.finished, hold);
                 if self.retry_hold.is_none_or(|t| t < until) {
                     self.retry_hold = Some(until);
                 }

@@ -49,18 +49,6 @@ impl<const N: usize> WindowedMax<N> {
         (self.len > 0).then_some(self.max)
     }
 
-    /// Lowers every sample above `cap` to `cap`: evidence (a timeout, an inflated request) that
-    /// the window's high samples are stale.
-    pub(crate) fn clip(&mut self, cap: f64) {
-        if !cap.is_finite() || cap < 0.0 {
-            return;
-        }
-        for x in self.buf.iter_mut().take(self.len) {
-            *x = x.min(cap);
-        }
-        self.recompute();
-    }
-
     /// Forgets everything and starts again from one sample.
     pub(crate) fn reset_to(&mut self, x: f64) {
         *self = Self::new();
@@ -254,8 +242,6 @@ mod tests {
         w.push(f64::NAN);
         w.push(-1.0);
         assert_eq!(w.get(), Some(2.0));
-        w.clip(1.5);
-        assert_eq!(w.get(), Some(1.5));
         w.reset_to(0.5);
         assert_eq!(w.get(), Some(0.5));
     }

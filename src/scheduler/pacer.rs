@@ -94,7 +94,7 @@ impl Pacer {
     /// Charges `units` sent at `now`.
     pub(crate) fn charge(&mut self, now: Instant, units: u64) {
         let start = self.tat.map_or(now, |t| t.max(now));
-        self.tat = Some(start + secs(self.emission * units as f64));
+        self.tat = Some(later(start, secs(self.emission * units as f64)));
     }
 
     /// The earliest instant the next send conforms, if that is after `now`.
@@ -103,6 +103,15 @@ impl Pacer {
         let allowed = tat.checked_sub(self.tolerance).unwrap_or(now);
         (allowed > now).then_some(allowed)
     }
+}
+
+/// `t + d`, saturating instead of panicking when the sum does not fit an `Instant` (a huge
+/// `Retry-After`, a cap charged with an absurd size): then `t` plus about a century, or `t`.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d)
+        .or_else(|| t.checked_add(CENTURY))
+        .unwrap_or(t)
 }
 
 /// A `Duration` from seconds, saturating instead of panicking: NaN and negatives give zero,
@@ -134,6 +143,19 @@ mod tests {
         // Idle time does not bank credit beyond the burst.
         p.charge(ms(5000), 1000); // tat = 6 s → next at 5.5 s
         assert_eq!(p.not_before(ms(5000)), Some(ms(5500)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_charges_do_not_panic() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(RateCap::new(1, Duration::from_secs(3600)));
+        p.charge(t0, u64::MAX);
+        p.charge(t0, u64::MAX);
+        assert!(p.not_before(t0).is_some_and(|t| t > t0));
+        assert_eq!(
+            later(t0, Duration::MAX),
+            later(t0, Duration::from_secs(100 * 365 * 24 * 3600))
+        );
     }
 
     #[test]

@@ -150,15 +150,6 @@ impl Report {
         file_len as f64 / self.finished_at.max(1e-9)
     }
 
-    /// The limit in force at `t`.
-    pub(crate) fn limit_at(&self, t: f64) -> usize {
-        self.limits
-            .iter()
-            .take_while(|(at, _)| *at <= t)
-            .last()
-            .map_or(0, |&(_, l)| l)
-    }
-
     /// Attempts that ended with `pred`.
     pub(crate) fn count(&self, pred: impl Fn(&Outcome) -> bool) -> usize {
         self.attempts.iter().filter(|a| pred(&a.outcome)).count()
@@ -217,7 +208,7 @@ pub(crate) fn run_with<S: Strategy + ?Sized>(
     mut after: impl FnMut(&S, &Attempt),
 ) -> Report {
     let mut rng = StdRng::seed_from_u64(link.seed);
-    let mut draw_reset = |rng: &mut StdRng| {
+    let draw_reset = |rng: &mut StdRng| {
         link.reset_every
             .map_or(f64::INFINITY, |m| -m * (1.0 - rng.random::<f64>()).ln())
     };
