@@ -40,9 +40,9 @@ min_chunk = "128 KiB"
 # Radio links gain little from more parallel requests and other apps starve. Source: §2.9.6
 # ("start at 1-2, cap low (~4-6)").
 max_parallelism = 4
-# Cellular latency varies widely; a deadline of 4x the prediction instead of 3x avoids killing
-# requests that are merely slow. Source: reasonable default.
-deadline_gain = 4.0
+# Latency spikes during handovers and radio-state changes last seconds: a floor of 20 s
+# instead of 10 s keeps short requests from timing out in one. Source: reasonable default.
+deadline_floor = "20s"
 # Handovers and tunnels stop traffic for tens of seconds without losing the connection.
 # Source: Uppy's 30 s and tusd's 60 s stall timers (§2.9.5), the midpoint.
 stall_timeout = "45s"
