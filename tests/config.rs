@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chunkwise::emulator::{Command as ApiCommand, Emulator, demo_credentials};
+use chunkwise::emulator::{Command as ApiCommand, Emulator, EmulatorHandle, demo_credentials};
 use chunkwise::settings::{KEYS, LoadOptions, Origin, PRESETS, Settings};
 
 fn repo(path: &str) -> PathBuf {
@@ -21,6 +21,21 @@ fn chunkwise() -> Command {
         }
     }
     cmd
+}
+
+/// Runs `cmd` off the async runtime (the test's emulator keeps serving meanwhile).
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Runs `cmd` and returns its stdout and stderr after checking it succeeded.
+async fn succeed(cmd: Command) -> (String, String) {
+    let out = output(cmd).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    (stdout, stderr)
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -226,8 +241,9 @@ fn config_check_lists_every_problem_with_file_and_line() {
     );
 }
 
-#[tokio::test]
-async fn upload_takes_config_preset_and_flags_in_that_order() {
+/// An emulator accepting the demo credentials, and a temporary directory holding a PNG of
+/// `len` bytes.
+async fn emulator_and_media(len: usize) -> (EmulatorHandle, tempfile::TempDir, PathBuf) {
     let emu = Emulator::builder()
         .credentials(demo_credentials())
         .start()
@@ -235,7 +251,13 @@ async fn upload_takes_config_preset_and_flags_in_that_order() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("clip.png");
-    std::fs::write(&media, vec![7u8; 300 * 1024]).unwrap();
+    std::fs::write(&media, vec![7u8; len]).unwrap();
+    (emu, dir, media)
+}
+
+#[tokio::test]
+async fn upload_takes_config_preset_and_flags_in_that_order() {
+    let (emu, dir, media) = emulator_and_media(300 * 1024).await;
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
@@ -252,13 +274,11 @@ async fn upload_takes_config_preset_and_flags_in_that_order() {
             .arg(&config)
             .args(extra)
             .arg(&media);
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        cmd
     };
 
     // The file's pinned chunk size (over the preset's auto) shapes the APPENDs.
-    let out = run(&[], &[]).await.unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (stdout, _) = succeed(run(&[], &[])).await;
     let id = stdout.trim().to_string();
     let sizes = |id: &str| -> Vec<u64> {
         emu.request_log()
@@ -272,18 +292,14 @@ async fn upload_takes_config_preset_and_flags_in_that_order() {
 
     // An environment variable beats the file, and a flag beats both.
     let env = &[("CHUNKWISE_SCHEDULER__CHUNK_SIZE", "128KiB")];
-    let out = run(&[], env).await.unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (stdout, _) = succeed(run(&[], env)).await;
     assert_eq!(sizes(stdout.trim()), [128 * K, 128 * K, 44 * K]);
-    let out = run(&["--chunk-size", "100KiB"], env).await.unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (stdout, _) = succeed(run(&["--chunk-size", "100KiB"], env)).await;
     assert_eq!(sizes(stdout.trim()), [100 * K, 100 * K, 100 * K]);
 
     // An invalid value stops the upload before any request, naming its source.
     let before = emu.request_log().len();
-    let out = run(&["--parallel", "0"], &[]).await.unwrap();
+    let out = output(run(&["--parallel", "0"], &[])).await;
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(
@@ -296,15 +312,8 @@ async fn upload_takes_config_preset_and_flags_in_that_order() {
 
 #[tokio::test]
 async fn json_logs_carry_structured_progress() {
-    let emu = Emulator::builder()
-        .credentials(demo_credentials())
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("clip.png");
     // 16 segments of exactly the pinned 64 KiB.
-    std::fs::write(&media, vec![1u8; 1024 * 1024]).unwrap();
+    let (emu, _dir, media) = emulator_and_media(1024 * 1024).await;
     let mut cmd = chunkwise();
     cmd.args([
         "--log-format",
@@ -316,11 +325,7 @@ async fn json_logs_carry_structured_progress() {
     ])
     .arg(emu.base_url().as_str())
     .arg(&media);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (_, stderr) = succeed(cmd).await;
     let events: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -343,11 +348,7 @@ async fn json_logs_carry_structured_progress() {
     cmd.args(["--quiet", "--log-format", "json", "upload", "--base-url"])
         .arg(emu.base_url().as_str())
         .arg(&media);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (_, stderr) = succeed(cmd).await;
     assert_eq!(stderr, "");
     emu.shutdown().await;
 }

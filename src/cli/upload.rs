@@ -148,7 +148,9 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
 fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
     let mut b = args.pins.apply(args.settings.builder());
     if let Some(url) = &args.base_url {
-        b = b.origin("command line --base-url").base_url(url.clone());
+        b = b
+            .origin("command line --base-url")
+            .base_url(Some(url.clone()));
     }
     if let Some(api) = args.api {
         b = b.origin("command line --api").api_version(api);

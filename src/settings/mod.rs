@@ -75,10 +75,7 @@ use crate::engine::{DEFAULT_CONTROL_TIMEOUT, EngineConfig, PollingConfig, RetryP
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::DEFAULT_MAX_APPEND_BYTES;
 use crate::protocol::{ApiVersion, AppendEncoding, XClient, XClientBuilder};
-use crate::scheduler::{
-    AdaptiveConfig, AdaptiveStrategy, ChunkMode, Observation, ParallelismMode, PlanContext,
-    RateCap, Strategy,
-};
+use crate::scheduler::{AdaptiveConfig, AdaptiveStrategy, Observation, PlanContext, Strategy};
 
 pub use keys::{ENV_PREFIX, KEYS, Key, SECTIONS, env_var, key};
 pub use presets::{PRESETS, Preset};
@@ -134,14 +131,6 @@ impl ApiSettings {
     /// The largest segment payload one APPEND can carry with these settings.
     pub fn max_payload(&self) -> u64 {
         crate::limits::max_payload_per_append(self.max_append_bytes, self.media_data)
-    }
-
-    /// The effective base URL (the configured one, or the version's default).
-    pub fn effective_base_url(&self) -> String {
-        self.base_url.as_ref().map_or_else(
-            || self.version.default_base_url().to_string(),
-            |u| u.as_str().to_string(),
-        )
     }
 }
 
@@ -535,21 +524,6 @@ impl Default for SettingsBuilder {
     }
 }
 
-macro_rules! setters {
-    ($( $(#[$doc:meta])* $fn:ident($key:literal, $ty:ty) => |$s:ident, $v:ident| $body:expr ;)*) => {
-        $(
-            $(#[$doc])*
-            #[doc = concat!("\n\nSets `", $key, "`.")]
-            pub fn $fn(self, value: $ty) -> Self {
-                self.typed_override($key, move |$s: &mut Settings| {
-                    let $v = value;
-                    $body
-                })
-            }
-        )*
-    };
-}
-
 impl SettingsBuilder {
     /// Applies the layers of `options`.
     pub fn options(mut self, options: LoadOptions) -> Self {
@@ -615,7 +589,7 @@ impl SettingsBuilder {
         self
     }
 
-    fn typed_override(
+    pub(super) fn typed_override(
         mut self,
         key: &'static str,
         f: impl FnOnce(&mut Settings) + Send + Sync + 'static,
@@ -627,89 +601,6 @@ impl SettingsBuilder {
             apply: Box::new(f),
         });
         self
-    }
-
-    setters! {
-        /// API version.
-        api_version("api.version", ApiVersion) => |s, v| s.api.version = v;
-        /// Base URL.
-        base_url("api.base_url", Url) => |s, v| s.api.base_url = Some(v);
-        /// Base64 `media_data` instead of raw `media`.
-        media_data("api.media_data", bool) => |s, v| s.api.media_data = v;
-        /// Largest APPEND body, in bytes.
-        max_append_bytes("api.max_append_bytes", u64) => |s, v| s.api.max_append_bytes = v;
-        /// INIT/FINALIZE/STATUS deadline.
-        control_timeout("api.control_timeout", Duration) => |s, v| s.api.control_timeout = v;
-        /// Category size limits enforced.
-        enforce_category_limits("api.enforce_category_limits", bool) =>
-            |s, v| s.api.enforce_category_limits = v;
-        /// Chunk size mode.
-        chunk_size("scheduler.chunk_size", ChunkMode) => |s, v| s.scheduler.adaptive.chunk = v;
-        /// Parallelism mode.
-        parallelism("scheduler.parallelism", ParallelismMode) =>
-            |s, v| s.scheduler.adaptive.parallelism = v;
-        /// First chunk size, in bytes.
-        initial_chunk("scheduler.initial_chunk", u64) =>
-            |s, v| s.scheduler.adaptive.initial_chunk = v;
-        /// Smallest chunk size, in bytes.
-        min_chunk("scheduler.min_chunk", u64) => |s, v| s.scheduler.adaptive.min_chunk = v;
-        /// Target duration of one APPEND.
-        target_chunk_time("scheduler.target_chunk_time", Duration) =>
-            |s, v| s.scheduler.adaptive.target_chunk_time = v;
-        /// Share of the remaining segments kept in reserve.
-        segment_reserve("scheduler.segment_reserve", f64) =>
-            |s, v| s.scheduler.adaptive.segment_reserve = v;
-        /// APPENDs in flight at the start.
-        initial_parallelism("scheduler.initial_parallelism", usize) =>
-            |s, v| s.scheduler.adaptive.initial_parallelism = v;
-        /// Most APPENDs in flight.
-        max_parallelism("scheduler.max_parallelism", usize) =>
-            |s, v| s.scheduler.adaptive.max_parallelism = v;
-        /// Deadline as a multiple of the predicted duration.
-        deadline_gain("scheduler.deadline_gain", f64) =>
-            |s, v| s.scheduler.adaptive.deadline_gain = v;
-        /// Smallest warm deadline.
-        deadline_floor("scheduler.deadline_floor", Duration) =>
-            |s, v| s.scheduler.adaptive.deadline_floor = v;
-        /// Pinned APPEND deadline (`None`: auto).
-        request_deadline("scheduler.request_deadline", Option<Duration>) =>
-            |s, v| s.scheduler.request_deadline = v;
-        /// Stall timeout (`None`: off).
-        stall_timeout("scheduler.stall_timeout", Option<Duration>) =>
-            |s, v| s.scheduler.adaptive.stall_timeout = v;
-        /// Byte-rate cap (`None`: off).
-        byte_rate_cap("scheduler.byte_rate_cap", Option<RateCap>) =>
-            |s, v| s.scheduler.adaptive.byte_rate_cap = v;
-        /// Request-rate cap (`None`: off).
-        request_rate_cap("scheduler.request_rate_cap", Option<RateCap>) =>
-            |s, v| s.scheduler.adaptive.request_rate_cap = v;
-        /// Attempts per request.
-        max_attempts("retry.max_attempts", u32) => |s, v| s.retry.max_attempts = v;
-        /// Backoff base of transient failures.
-        transient_base("retry.transient_base", Duration) => |s, v| s.retry.transient_base = v;
-        /// Backoff base after a 429.
-        throttle_base("retry.throttle_base", Duration) => |s, v| s.retry.throttle_base = v;
-        /// Cap of one backoff delay.
-        max_delay("retry.max_delay", Duration) => |s, v| s.retry.max_delay = v;
-        /// Upload-wide retries as a share of the segments.
-        budget_ratio("retry.budget_ratio", f64) => |s, v| s.retry.budget_ratio = v;
-        /// Upload-wide retries at least.
-        budget_min("retry.budget_min", u32) => |s, v| s.retry.budget_min = v;
-        /// Jitter seed (`None`: from the OS).
-        retry_seed("retry.seed", Option<u64>) => |s, v| s.retry.seed = v;
-        /// STATUS wait when the server gives none.
-        default_check_after("polling.default_check_after", Duration) =>
-            |s, v| s.polling.default_check_after = v;
-        /// Shortest STATUS wait.
-        min_check_after("polling.min_check_after", Duration) =>
-            |s, v| s.polling.min_check_after = v;
-        /// Longest STATUS wait.
-        max_check_after("polling.max_check_after", Duration) =>
-            |s, v| s.polling.max_check_after = v;
-        /// Processing deadline.
-        processing_deadline("polling.deadline", Duration) => |s, v| s.polling.deadline = v;
-        /// Checkpoint directory.
-        checkpoint_dir("checkpoint.dir", PathBuf) => |s, v| s.checkpoint.dir = v;
     }
 
     /// Resolves the layers and checks every value.

@@ -7,8 +7,8 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::limits::MIB;
-use crate::scheduler::PlanContext;
 use crate::scheduler::adaptive::DEFAULT_MAX_PARALLELISM;
+use crate::scheduler::{ChunkMode, ParallelismMode, PlanContext, RateCap};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -54,7 +54,7 @@ fn defaults_are_valid_and_built_defaults_equal_them() {
 #[test]
 fn the_key_table_matches_the_file_format() {
     let s = Settings::builder()
-        .base_url(url::Url::parse("http://127.0.0.1:1").unwrap())
+        .base_url(Some(url::Url::parse("http://127.0.0.1:1").unwrap()))
         .retry_seed(Some(7))
         .build()
         .unwrap();
@@ -571,7 +571,7 @@ fn engine_config_and_client_follow_the_settings() {
         .processing_deadline(Duration::from_secs(99))
         .enforce_category_limits(false)
         .api_version(ApiVersion::V2)
-        .base_url(url::Url::parse("http://127.0.0.1:9/p").unwrap())
+        .base_url(Some(url::Url::parse("http://127.0.0.1:9/p").unwrap()))
         .media_data(true)
         .max_append_bytes(4 * MIB)
         .build()

@@ -151,24 +151,46 @@ pub(crate) mod duration {
     }
 }
 
+/// Writes an optional duration, `none` standing for `None`.
+fn serialize_opt_duration<S: Serializer>(
+    v: &Option<Duration>,
+    s: S,
+    none: &str,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.serialize_str(&format_duration(*d)),
+        None => s.serialize_str(none),
+    }
+}
+
+/// Reads an optional duration, any of `none` standing for `None`.
+fn deserialize_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+    expecting: &'static str,
+    none: &'static [&'static str],
+) -> Result<Option<Duration>, D::Error> {
+    scalar(d, expecting, |v| match v {
+        Scalar::Str(s) if is_word(s, none) => Ok(None),
+        v => duration_of(v).map(Some),
+    })
+}
+
 /// An optional duration: a duration, or `"off"` for none.
 pub(crate) mod duration_or_off {
     use super::*;
 
     pub(crate) fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(d) => s.serialize_str(&format_duration(*d)),
-            None => s.serialize_str("off"),
-        }
+        serialize_opt_duration(v, s, "off")
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
-        scalar(d, "a duration such as \"30s\", or \"off\"", |v| match v {
-            Scalar::Str(s) if is_word(s, &["off", "none"]) => Ok(None),
-            v => duration_of(v).map(Some),
-        })
+        deserialize_opt_duration(
+            d,
+            "a duration such as \"30s\", or \"off\"",
+            &["off", "none"],
+        )
     }
 }
 
@@ -177,19 +199,13 @@ pub(crate) mod duration_or_auto {
     use super::*;
 
     pub(crate) fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(d) => s.serialize_str(&format_duration(*d)),
-            None => s.serialize_str("auto"),
-        }
+        serialize_opt_duration(v, s, "auto")
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
-        scalar(d, "a duration such as \"60s\", or \"auto\"", |v| match v {
-            Scalar::Str(s) if is_word(s, &["auto"]) => Ok(None),
-            v => duration_of(v).map(Some),
-        })
+        deserialize_opt_duration(d, "a duration such as \"60s\", or \"auto\"", &["auto"])
     }
 }
 
