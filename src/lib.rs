@@ -50,6 +50,7 @@ pub mod error;
 pub mod limits;
 pub mod protocol;
 pub mod scheduler;
+pub mod settings;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -64,6 +65,7 @@ pub use engine::{
 };
 pub use error::{Error, ErrorKind, Result, ServerMessage};
 pub use limits::MediaCategory;
+pub use settings::{LoadOptions, Settings};
 
 /// The README's examples, compiled and run as doc-tests.
 #[cfg(all(doctest, feature = "emulator"))]

@@ -10,15 +10,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chunkwise::emulator::{Emulator, demo_credentials};
 use chunkwise::link::{IdealTime, LinkProfile, LinkProxy, ProxyOptions, RoundTrips, efficiency};
-use chunkwise::protocol::{ApiVersion, XClient};
-use chunkwise::scheduler::{
-    DEFAULT_FIXED_CHUNK, DEFAULT_FIXED_DEADLINE, DEFAULT_FIXED_PARALLELISM, FixedStrategy,
-};
-use chunkwise::{Engine, EngineConfig, MediaCategory, MediaSpec, Source, UploadReport};
+use chunkwise::protocol::ApiVersion;
+use chunkwise::{Engine, MediaCategory, MediaSpec, Source, UploadReport};
 use clap::Args;
 
 use super::progress::{self, size};
-use super::{GlobalArgs, parse_size};
+use super::{GlobalArgs, PinArgs, SettingsArgs, parse_size};
 
 /// Size of the generated demo video.
 ///
@@ -40,15 +37,15 @@ pub(crate) struct DemoArgs {
     /// Size of the generated video (bytes or with a unit: 64MiB).
     #[arg(long, value_parser = parse_size, default_value_t = DEMO_SIZE)]
     size: u64,
-    /// API version.
-    #[arg(long, default_value = "v2")]
-    api: ApiVersion,
-    /// Pin the chunk size instead of the engine's default strategy.
-    #[arg(long, value_parser = parse_size)]
-    chunk_size: Option<u64>,
-    /// Pin the number of parallel APPENDs instead of the engine's default strategy.
+    /// API version (`api.version`; default v2).
     #[arg(long)]
-    parallel: Option<usize>,
+    api: Option<ApiVersion>,
+    #[command(flatten)]
+    pins: PinArgs,
+    /// Settings for the scheduler, retries and polling (the demo always talks to its own
+    /// emulator, whatever `api.base_url` says).
+    #[command(flatten)]
+    settings: SettingsArgs,
     /// Write the final report as JSON to this path.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -79,20 +76,6 @@ pub(crate) async fn start_link(
     Ok(LinkProxy::start(upstream, profile, ProxyOptions::default()).await?)
 }
 
-/// The engine configuration of the CLI: the default strategy, or a fixed one when either
-/// knob is pinned.
-pub(crate) fn engine_config(chunk_size: Option<u64>, parallel: Option<usize>) -> EngineConfig {
-    let config = EngineConfig::default();
-    if chunk_size.is_none() && parallel.is_none() {
-        return config;
-    }
-    config.with_fixed_strategy(FixedStrategy::new(
-        chunk_size.unwrap_or(DEFAULT_FIXED_CHUNK),
-        parallel.unwrap_or(DEFAULT_FIXED_PARALLELISM),
-        DEFAULT_FIXED_DEADLINE,
-    ))
-}
-
 /// Writes `len` deterministic pseudo-random bytes to `path` without holding them in memory.
 async fn generate(path: PathBuf, len: u64) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -121,6 +104,11 @@ async fn generate(path: PathBuf, len: u64) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let mut settings = args.pins.apply(args.settings.builder());
+    if let Some(api) = args.api {
+        settings = settings.origin("command line --api").api_version(api);
+    }
+    let settings = super::resolve(settings).await?;
     let profile = link_profile(&args.link, args.rtt_ms).await?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let path = dir.path().join("demo-video.mp4");
@@ -132,20 +120,16 @@ pub(crate) async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<(
         .await?;
     let proxy = start_link(emulator.addr(), profile.clone()).await?;
     let base_url = url::Url::parse(&format!("http://{}", proxy.addr()))?;
-    let client = XClient::builder()
-        .api(args.api)
+    let client = settings
+        .client_builder(demo_credentials())?
         .base_url(base_url)
-        .credentials(demo_credentials())
         .build()?;
-    let engine = Engine::new(
-        Arc::new(client),
-        engine_config(args.chunk_size, args.parallel),
-    )?;
+    let engine = Engine::new(Arc::new(client), settings.engine_config()?)?;
 
     eprintln!(
         "chunkwise demo: uploading a {} video to the local X {} emulator",
         size(args.size),
-        args.api
+        settings.api().version
     );
     eprintln!("link: {}", profile.summary());
     let start = proxy.schedule_time();
@@ -157,12 +141,8 @@ pub(crate) async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<(
 
     let source = Source::file(&path).await?;
     let spec = MediaSpec::new("video/mp4").with_category(MediaCategory::TweetVideo);
-    let report = progress::follow(
-        engine.upload(source, spec),
-        global.quiet,
-        Duration::from_secs(2),
-    )
-    .await?;
+    let report =
+        progress::follow(engine.upload(source, spec), global, Duration::from_secs(2)).await?;
     let verified = emulator.media_sha256(&report.media_id) == Some(file_sha256(path).await?);
     super::upload::write_report(args.report.as_deref(), &report).await?;
     print_summary(&report, ideal.total, verified);

@@ -1,10 +1,15 @@
 //! Argument parsing and dispatch for the `chunkwise` binary.
 
+mod config;
 mod demo;
 mod progress;
 mod serve;
 mod upload;
 
+use std::path::PathBuf;
+
+use chunkwise::scheduler::{ChunkMode, ParallelismMode};
+use chunkwise::settings::{Settings, SettingsBuilder};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Adaptive, resumable chunked media upload for X/Twitter-style APIs.
@@ -24,16 +29,17 @@ pub(crate) struct GlobalArgs {
     /// `RUST_LOG` overrides it.
     #[arg(long, global = true, default_value = "warn")]
     log: String,
-    /// Log output format.
+    /// Log output format. With `json`, progress is reported as structured `tracing` events
+    /// (target `chunkwise::progress`) instead of a bar or plain lines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// Print nothing but the result (no progress).
     #[arg(long, short, global = true)]
     pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -46,14 +52,101 @@ enum Command {
     Upload(upload::UploadArgs),
     /// Upload a generated video to the bundled emulator through an emulated cellular link.
     Demo(demo::DemoArgs),
+    /// Show the effective settings, check a settings file, or list the presets.
+    Config(config::ConfigArgs),
+}
+
+/// Where the settings of a command come from, besides its own flags.
+///
+/// Precedence: defaults < `--preset` < `--config` file < `CHUNKWISE_<SECTION>__<KEY>`
+/// variables < `--set` < the command's own flags.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct SettingsArgs {
+    /// Settings file (TOML; see `chunkwise config show` and examples/chunkwise.toml).
+    #[arg(long, env = "CHUNKWISE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Named preset under the file: cellular, wifi, metered or background
+    /// (`chunkwise config presets`).
+    #[arg(long, env = "CHUNKWISE_PRESET", value_name = "NAME")]
+    preset: Option<String>,
+    /// Set one key as in the file, such as `--set scheduler.max_parallelism=4` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    set: Vec<(String, String)>,
+}
+
+impl SettingsArgs {
+    /// A builder with these layers and the environment; the caller adds its flags.
+    pub(crate) fn builder(&self) -> SettingsBuilder {
+        let mut b = Settings::builder().env().origin("command line --preset");
+        if let Some(p) = &self.preset {
+            b = b.preset(p.clone());
+        }
+        if let Some(f) = &self.config {
+            b = b.file(f.clone());
+        }
+        b = b.origin("command line --set");
+        for (k, v) in &self.set {
+            b = b.set(k.clone(), v.clone());
+        }
+        b
+    }
+}
+
+/// Flags that pin the scheduler, shared by `upload` and `demo`.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct PinArgs {
+    /// Pin the chunk size (`scheduler.chunk_size`; bytes, or with a unit: 4MiB, 512KiB).
+    /// Grown when the file would need more than 1000 segments.
+    #[arg(long, value_parser = parse_size)]
+    chunk_size: Option<u64>,
+    /// Pin the number of parallel APPENDs (`scheduler.parallelism`).
+    #[arg(long)]
+    parallel: Option<usize>,
+}
+
+impl PinArgs {
+    /// Adds the pinned knobs to `b` as command-line values.
+    pub(crate) fn apply(&self, mut b: SettingsBuilder) -> SettingsBuilder {
+        if let Some(n) = self.chunk_size {
+            b = b
+                .origin("command line --chunk-size")
+                .chunk_size(ChunkMode::Fixed(n));
+        }
+        if let Some(n) = self.parallel {
+            b = b
+                .origin("command line --parallel")
+                .parallelism(ParallelismMode::Fixed(n));
+        }
+        b
+    }
+}
+
+/// Resolves settings off the async runtime (the file is read with blocking I/O).
+pub(crate) async fn resolve(builder: SettingsBuilder) -> anyhow::Result<Settings> {
+    Ok(tokio::task::spawn_blocking(move || builder.resolve()).await??)
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| {
+            format!("expected KEY=VALUE, such as scheduler.max_parallelism=4, got {s:?}")
+        })
 }
 
 /// Installs the stderr `tracing` subscriber.
 pub(crate) fn init_tracing(global: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
+    // With JSON logs, progress events are part of the log (unless --quiet).
+    let progress = match (global.log_format, global.quiet) {
+        (LogFormat::Json, false) => ",chunkwise::progress=info",
+        _ => "",
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&global.log))
-        .unwrap_or_else(|_| EnvFilter::new("warn"));
+        .or_else(|_| EnvFilter::try_new(format!("{}{progress}", global.log)))
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn{progress}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -70,6 +163,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Upload(args) => upload::run(args, &cli.global).await,
         Command::Demo(args) => demo::run(args, &cli.global).await,
+        Command::Config(args) => config::run(args).await,
     }
 }
 

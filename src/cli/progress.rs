@@ -1,5 +1,6 @@
 //! Live progress of an upload on stderr: an indicatif bar on a terminal, plain periodic lines
-//! otherwise, nothing with `--quiet`.
+//! otherwise, structured `tracing` events (target `chunkwise::progress`) with
+//! `--log-format json`, nothing with `--quiet`.
 
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
@@ -7,6 +8,11 @@ use std::time::{Duration, Instant};
 use chunkwise::engine::{Progress, UploadEvent};
 use chunkwise::{UploadHandle, UploadReport};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{GlobalArgs, LogFormat};
+
+/// The `tracing` target of progress events in JSON mode.
+const TARGET: &str = "chunkwise::progress";
 
 /// Human-readable binary size (`4.0 MiB`).
 pub(crate) fn size(bytes: u64) -> String {
@@ -20,14 +26,7 @@ fn line(p: &Progress, rate: f64) -> String {
     } else {
         p.bytes_acked as f64 * 100.0 / p.total_bytes as f64
     };
-    let eta = if rate > 0.0 {
-        format!(
-            "{:.0}s",
-            (p.total_bytes - p.bytes_acked.min(p.total_bytes)) as f64 / rate
-        )
-    } else {
-        "?".to_string()
-    };
+    let eta = eta_secs(p, rate).map_or_else(|| "?".to_string(), |s| format!("{s:.0}s"));
     format!(
         "{} / {} ({pct:.0}%), {}/s, ETA {eta}, chunk {}, {} of {} in flight",
         size(p.bytes_acked),
@@ -39,17 +38,25 @@ fn line(p: &Progress, rate: f64) -> String {
     )
 }
 
+/// Remaining seconds at `rate`, if there is a rate.
+fn eta_secs(p: &Progress, rate: f64) -> Option<f64> {
+    (rate > 0.0).then(|| (p.total_bytes - p.bytes_acked.min(p.total_bytes)) as f64 / rate)
+}
+
 /// Follows an upload to its end, rendering progress, and returns its report.
 ///
-/// `every` is the interval of plain lines when stderr is not a terminal.
+/// `every` is the interval of plain lines (and JSON events) when there is no bar.
 pub(crate) async fn follow(
     mut handle: UploadHandle,
-    quiet: bool,
+    global: &GlobalArgs,
     every: Duration,
 ) -> chunkwise::Result<UploadReport> {
-    if quiet {
+    if global.quiet {
         while handle.next_event().await.is_some() {}
         return handle.join().await;
+    }
+    if global.log_format == LogFormat::Json {
+        return follow_json(handle, every).await;
     }
     let tty = std::io::stderr().is_terminal();
     let bar = tty.then(|| {
@@ -140,6 +147,68 @@ pub(crate) async fn follow(
     }
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    handle.join().await
+}
+
+/// Progress as structured `tracing` events, for `--log-format json`.
+async fn follow_json(mut handle: UploadHandle, every: Duration) -> chunkwise::Result<UploadReport> {
+    let started = Instant::now();
+    let mut last: Option<Instant> = None;
+    while let Some(event) = handle.next_event().await {
+        match event {
+            UploadEvent::Initialized { media_id, .. } => {
+                tracing::info!(target: TARGET, media_id = %media_id, "initialized");
+            }
+            UploadEvent::Progress(p) => {
+                let done = p.bytes_acked >= p.total_bytes;
+                if last.is_some_and(|t| t.elapsed() < every) && !done {
+                    continue;
+                }
+                last = Some(Instant::now());
+                let rate = p.bytes_acked as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                tracing::info!(
+                    target: TARGET,
+                    bytes_acked = p.bytes_acked,
+                    total_bytes = p.total_bytes,
+                    rate_bytes_per_sec = rate.round() as u64,
+                    eta_secs = eta_secs(&p, rate).map(|s| s.round() as u64),
+                    chunk_size = p.chunk_size,
+                    in_flight = p.in_flight,
+                    max_in_flight = p.max_in_flight,
+                    "progress"
+                );
+            }
+            UploadEvent::Retry {
+                index,
+                attempt,
+                delay,
+                error,
+            } => {
+                tracing::info!(
+                    target: TARGET,
+                    segment = index,
+                    attempt,
+                    delay_secs = delay.as_secs_f64(),
+                    error = %error,
+                    "retrying"
+                );
+            }
+            UploadEvent::Finalizing => tracing::info!(target: TARGET, "finalizing"),
+            UploadEvent::Processing {
+                state,
+                progress_percent,
+                ..
+            } => {
+                tracing::info!(
+                    target: TARGET,
+                    state = ?state,
+                    progress_percent,
+                    "processing"
+                );
+            }
+            _ => {}
+        }
     }
     handle.join().await
 }

@@ -5,23 +5,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chunkwise::protocol::{ApiVersion, AppendEncoding, XClient};
+use chunkwise::protocol::ApiVersion;
 use chunkwise::{Credentials, Engine, MediaCategory, MediaSpec, Source, UploadReport};
 use clap::Args;
 
-use super::{GlobalArgs, parse_size, progress};
+use super::{GlobalArgs, SettingsArgs, parse_size, progress};
 
 #[derive(Debug, Args)]
 pub(crate) struct UploadArgs {
     /// The file to upload.
     file: PathBuf,
-    /// Base URL of the upload API (X's host for the API version when omitted; the emulator's
-    /// URL, as printed by `chunkwise serve`, for local runs).
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Base URL of the upload API (`api.base_url`; X's host for the API version when unset;
+    /// the emulator's URL, as printed by `chunkwise serve`, for local runs).
     #[arg(long)]
     base_url: Option<url::Url>,
-    /// API version: v1 (v1.1 `media/upload.json`) or v2 (`/2/media/upload/...`).
-    #[arg(long, default_value = "v2")]
-    api: ApiVersion,
+    /// API version (`api.version`): v1 (v1.1 `media/upload.json`) or v2
+    /// (`/2/media/upload/...`). Default v2.
+    #[arg(long)]
+    api: Option<ApiVersion>,
     /// MIME type; guessed from the file extension when omitted.
     #[arg(long)]
     media_type: Option<String>,
@@ -29,17 +32,12 @@ pub(crate) struct UploadArgs {
     /// dm_video, subtitles); guessed from the media type when omitted.
     #[arg(long)]
     category: Option<MediaCategory>,
-    /// Pin the chunk size (bytes, or with a unit: 4MiB, 512KiB). Grown when the file would
-    /// need more than 1000 segments.
-    #[arg(long, value_parser = parse_size)]
-    chunk_size: Option<u64>,
-    /// Pin the number of parallel APPENDs.
-    #[arg(long)]
-    parallel: Option<usize>,
-    /// Send segments base64-encoded (`media_data`) instead of raw `media`.
+    #[command(flatten)]
+    pins: super::PinArgs,
+    /// Send segments base64-encoded (`api.media_data`) instead of raw `media`.
     #[arg(long)]
     media_data: bool,
-    /// Per-APPEND body limit on the wire (default 5MiB).
+    /// Per-APPEND body limit on the wire (`api.max_append_bytes`; default 5MiB).
     #[arg(long, value_parser = parse_size)]
     max_append_bytes: Option<u64>,
     /// Write the final report as JSON to this path.
@@ -111,55 +109,61 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
         .or_else(|| MediaCategory::guess_from_media_type(&media_type));
     let source = Source::file(&args.file).await?;
 
-    let credentials = credentials_for(args.base_url.as_ref())?;
+    let settings = super::resolve(settings_builder(&args)).await?;
+    let credentials = credentials_for(settings.api().base_url.as_ref())?;
+    let mut client = settings.client_builder(credentials)?;
     // With --link, the client talks to a local link proxy that forwards to the base URL.
     let mut proxy = None;
-    let mut base_url = args.base_url.clone();
     if let Some(spec) = &args.link {
-        let target = base_url
+        let target = settings
+            .api()
+            .base_url
             .as_ref()
             .filter(|u| u.scheme() == "http")
             .and_then(|u| u.socket_addrs(|| None).ok())
             .and_then(|addrs| addrs.into_iter().next())
-            .context("--link needs an http:// --base-url to forward to, such as the one `chunkwise serve` prints")?;
+            .context("--link needs an http:// base URL to forward to (--base-url or api.base_url), such as the one `chunkwise serve` prints")?;
         let link =
             super::demo::start_link(target, super::demo::link_profile(spec, args.rtt_ms).await?)
                 .await?;
-        base_url = Some(url::Url::parse(&format!("http://{}", link.addr()))?);
+        client = client.base_url(url::Url::parse(&format!("http://{}", link.addr()))?);
         proxy = Some(link);
     }
-    let mut client = XClient::builder()
-        .api(args.api)
-        .credentials(credentials)
-        .append_encoding(if args.media_data {
-            AppendEncoding::Base64
-        } else {
-            AppendEncoding::Raw
-        });
-    if let Some(url) = base_url {
-        client = client.base_url(url);
-    }
-    if let Some(max) = args.max_append_bytes {
-        client = client.max_append_bytes(max);
-    }
-    let client = client.build()?;
-
-    let engine = Engine::new(
-        Arc::new(client),
-        super::demo::engine_config(args.chunk_size, args.parallel),
-    )?;
+    let engine = Engine::new(Arc::new(client.build()?), settings.engine_config()?)?;
     let mut spec = MediaSpec::new(media_type);
     if let Some(c) = category {
         spec = spec.with_category(c);
     }
     let handle = engine.upload(source, spec);
-    let report = progress::follow(handle, global.quiet, Duration::from_secs(1)).await?;
+    let report = progress::follow(handle, global, Duration::from_secs(1)).await?;
     write_report(args.report.as_deref(), &report).await?;
     println!("{}", report.media_id);
     if let Some(link) = proxy {
         link.shutdown().await;
     }
     Ok(())
+}
+
+/// The settings layers plus this command's flags, which win over every layer.
+fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
+    let mut b = args.pins.apply(args.settings.builder());
+    if let Some(url) = &args.base_url {
+        b = b
+            .origin("command line --base-url")
+            .base_url(Some(url.clone()));
+    }
+    if let Some(api) = args.api {
+        b = b.origin("command line --api").api_version(api);
+    }
+    if args.media_data {
+        b = b.origin("command line --media-data").media_data(true);
+    }
+    if let Some(max) = args.max_append_bytes {
+        b = b
+            .origin("command line --max-append-bytes")
+            .max_append_bytes(max);
+    }
+    b
 }
 
 /// Writes the report as pretty JSON when a path was given.
