@@ -195,15 +195,34 @@ async fn v2_chunk_grows_to_stay_within_1000_segments_base64() {
 }
 
 /// Base64 segments carry at most 3/4 of the body limit in payload: with the default 5 MiB
-/// limit, a 4 MiB chunk still fits raw but is cut to 3.75 MiB in base64.
+/// limit, 3.75 MiB of payload is exactly 5 MiB of `media_data` on the wire, which the emulator
+/// accepts. A pinned chunk above the payload limit (and above the 4 MiB default, which is
+/// trimmed) is refused before any request.
 #[tokio::test]
 async fn base64_payload_is_three_quarters_of_the_body_limit() {
+    const LIMIT: u64 = 5 * 1024 * 1024 / 4 * 3;
     let emu = emulator(EmulatorConfig::default(), FaultConfig::none()).await;
-    let engine = engine(
-        Arc::new(client(&emu, ApiVersion::V2, AppendEncoding::Base64)),
-        5 * 1024 * 1024,
-        2,
+    let protocol = Arc::new(client(&emu, ApiVersion::V2, AppendEncoding::Base64));
+    assert_eq!(
+        chunkwise::protocol::UploadProtocol::max_append_payload(&*protocol),
+        LIMIT
     );
+    let too_big = chunkwise::Engine::new(
+        protocol.clone(),
+        chunkwise::EngineConfig::default().with_fixed_strategy(
+            chunkwise::scheduler::FixedStrategy::new(
+                5 * 1024 * 1024,
+                2,
+                std::time::Duration::from_secs(30),
+            ),
+        ),
+    );
+    assert_eq!(
+        too_big.err().map(|e| e.kind()),
+        Some(ErrorKind::InvalidConfig)
+    );
+
+    let engine = engine(protocol, LIMIT, 2);
     let bytes = data(9 * 1024 * 1024, 5);
     let report = upload_checked(
         &emu,
@@ -212,9 +231,9 @@ async fn base64_payload_is_three_quarters_of_the_body_limit() {
         spec("video/mp4", Some(MediaCategory::TweetVideo)),
     )
     .await;
-    assert_eq!(report.chunk_max, 5 * 1024 * 1024 / 4 * 3);
+    assert_eq!(report.chunk_max, LIMIT);
     for a in appends(&emu, &report.media_id) {
-        assert!(a.body_bytes <= 5 * 1024 * 1024 / 4 * 3);
+        assert!(a.body_bytes <= LIMIT);
     }
     emu.shutdown().await;
 }
