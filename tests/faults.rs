@@ -18,6 +18,7 @@ const LEN: usize = 48 * CHUNK as usize - 1000;
 
 async fn faulty_upload(
     api: ApiVersion,
+    encoding: AppendEncoding,
     faults: FaultConfig,
 ) -> (
     usize,
@@ -25,7 +26,7 @@ async fn faulty_upload(
     Vec<chunkwise::emulator::RequestRecord>,
 ) {
     let emu = emulator(EmulatorConfig::default(), faults).await;
-    let engine = engine(Arc::new(client(&emu, api, AppendEncoding::Raw)), CHUNK, 3);
+    let engine = engine(Arc::new(client(&emu, api, encoding)), CHUNK, 3);
     let bytes = data(LEN, 77);
     let report = upload_checked(
         &emu,
@@ -54,7 +55,8 @@ fn server_errors(seed: u64) -> FaultConfig {
 
 #[tokio::test]
 async fn v1_survives_5xx_on_20_percent_of_appends() {
-    let (resent, _, appends) = faulty_upload(ApiVersion::V1_1, server_errors(1)).await;
+    let (resent, _, appends) =
+        faulty_upload(ApiVersion::V1_1, AppendEncoding::Raw, server_errors(1)).await;
     assert!(resent > 0, "the seed injected faults");
     assert!(
         appends
@@ -67,7 +69,7 @@ async fn v1_survives_5xx_on_20_percent_of_appends() {
 
 #[tokio::test]
 async fn v2_survives_5xx_on_20_percent_of_appends() {
-    let (resent, _, _) = faulty_upload(ApiVersion::V2, server_errors(2)).await;
+    let (resent, _, _) = faulty_upload(ApiVersion::V2, AppendEncoding::Raw, server_errors(2)).await;
     assert!(resent > 0, "the seed injected faults");
 }
 
@@ -82,7 +84,8 @@ async fn survives_429_bursts_and_waits_for_retry_after() {
         }),
         ..FaultConfig::none()
     };
-    let (resent, report, appends) = faulty_upload(ApiVersion::V2, faults).await;
+    let (resent, report, appends) =
+        faulty_upload(ApiVersion::V2, AppendEncoding::Raw, faults).await;
     assert!(resent >= 2, "at least one burst hit: {resent}");
     assert!(
         appends
@@ -115,7 +118,7 @@ async fn survives_dropped_connections() {
         drop_connection_probability: 0.1,
         ..FaultConfig::none()
     };
-    let (resent, _, appends) = faulty_upload(ApiVersion::V1_1, faults).await;
+    let (resent, _, appends) = faulty_upload(ApiVersion::V1_1, AppendEncoding::Raw, faults).await;
     assert!(resent > 0, "the seed dropped connections");
     assert!(
         appends
@@ -126,34 +129,17 @@ async fn survives_dropped_connections() {
 
 #[tokio::test]
 async fn survives_all_faults_at_once_with_base64() {
-    let emu = emulator(
-        EmulatorConfig::default(),
-        FaultConfig {
-            seed: 5,
-            append_5xx_probability: 0.1,
-            drop_connection_probability: 0.05,
-            rate_limit_burst: Some(RateLimitBurst {
-                every: 30,
-                length: 1,
-                retry_after: Duration::from_secs(1),
-            }),
-            ..FaultConfig::none()
-        },
-    )
-    .await;
-    let engine = engine(
-        Arc::new(client(&emu, ApiVersion::V2, AppendEncoding::Base64)),
-        CHUNK,
-        4,
-    );
-    let bytes = data(LEN, 99);
-    let report = upload_checked(
-        &emu,
-        &engine,
-        &bytes,
-        spec("video/mp4", Some(MediaCategory::TweetVideo)),
-    )
-    .await;
-    assert_only_failed_segments_resent(&emu, &report);
-    emu.shutdown().await;
+    let faults = FaultConfig {
+        seed: 5,
+        append_5xx_probability: 0.1,
+        drop_connection_probability: 0.05,
+        rate_limit_burst: Some(RateLimitBurst {
+            every: 30,
+            length: 1,
+            retry_after: Duration::from_secs(1),
+        }),
+        ..FaultConfig::none()
+    };
+    let (resent, _, _) = faulty_upload(ApiVersion::V2, AppendEncoding::Base64, faults).await;
+    assert!(resent > 0, "the seed injected faults");
 }
