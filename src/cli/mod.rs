@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for the `chunkwise` binary.
 
+mod bench;
 mod demo;
 mod progress;
 mod serve;
@@ -46,6 +47,8 @@ enum Command {
     Upload(upload::UploadArgs),
     /// Upload a generated video to the bundled emulator through an emulated cellular link.
     Demo(demo::DemoArgs),
+    /// Run every strategy preset over emulated links and write a table against the ideal.
+    Bench(bench::BenchArgs),
 }
 
 /// Installs the stderr `tracing` subscriber.
@@ -70,6 +73,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Upload(args) => upload::run(args, &cli.global).await,
         Command::Demo(args) => demo::run(args, &cli.global).await,
+        Command::Bench(args) => bench::run(args, &cli.global).await,
     }
 }
 
