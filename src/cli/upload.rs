@@ -30,10 +30,6 @@ pub(crate) struct UploadArgs {
     /// dm_video, subtitles); guessed from the media type when omitted.
     #[arg(long)]
     category: Option<MediaCategory>,
-    /// Send no media category, even when one could be guessed (videos then take the
-    /// synchronous path: FINALIZE answers without processing).
-    #[arg(long, conflicts_with = "category")]
-    no_category: bool,
     /// Pin the chunk size (bytes, or with a unit: 4MiB, 512KiB). Grown when the file would
     /// need more than 1000 segments.
     #[arg(long, value_parser = parse_size)]
@@ -118,12 +114,9 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
                 )
             })?,
     };
-    let category = if args.no_category {
-        None
-    } else {
-        args.category
-            .or_else(|| MediaCategory::guess_from_media_type(&media_type))
-    };
+    let category = args
+        .category
+        .or_else(|| MediaCategory::guess_from_media_type(&media_type));
     let mut config = match &args.strategy {
         Some(name) => bench::strategy_config(name)?,
         None => super::demo::engine_config(args.chunk_size, args.parallel),

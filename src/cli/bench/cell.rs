@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use chunkwise::emulator::{Emulator, EmulatorConfig, demo_credentials};
+use chunkwise::emulator::{
+    Emulator, EmulatorConfig, ProcessingConfig, ProcessingTimeline, demo_credentials,
+};
 use chunkwise::link::{IdealTime, LinkProfile, LinkProxy, LinkStats, ProxyOptions, RoundTrips};
 use serde::{Deserialize, Serialize};
 
@@ -188,10 +190,18 @@ pub(crate) async fn run_cell(exe: &Path, spec: &CellSpec) -> CellResult {
 }
 
 async fn run_cell_into(exe: &Path, spec: &CellSpec, result: &mut CellResult) -> anyhow::Result<()> {
-    // Synchronous FINALIZE for any size: the completion time is the transfer's, not
-    // processing polls'.
+    // FINALIZE answers "succeeded" at once (v2 always processes videos, so processing takes
+    // no time instead of being skipped): the completion time is the transfer's, not that of
+    // STATUS polls. No size is too large to finalize.
     let config = EmulatorConfig {
         sync_max_bytes: u64::MAX,
+        processing: ProcessingConfig {
+            timeline: ProcessingTimeline::Timed {
+                pending: Duration::ZERO,
+                in_progress: Duration::ZERO,
+            },
+            ..ProcessingConfig::default()
+        },
         ..EmulatorConfig::default()
     };
     let emulator = Emulator::builder()
@@ -212,7 +222,7 @@ async fn run_cell_into(exe: &Path, spec: &CellSpec, result: &mut CellResult) -> 
         .arg("upload")
         .arg(&spec.file)
         .args(["--base-url", &format!("http://{}", proxy.addr())])
-        .args(["--api", "v2", "--media-type", "video/mp4", "--no-category"])
+        .args(["--api", "v2", "--media-type", "video/mp4"])
         .args(["--strategy", spec.strategy, "--trace-requests", "--quiet"])
         .arg("--report")
         .arg(&spec.report_path)

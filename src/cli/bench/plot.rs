@@ -15,7 +15,7 @@ const PANEL_HEIGHT: f64 = 150.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
 const PANEL_TOP: f64 = 28.0;
-const BOTTOM: f64 = 36.0;
+const BOTTOM: f64 = 46.0;
 
 /// Goodput and capacity are averaged over bins of this many seconds, at least.
 ///
@@ -111,20 +111,27 @@ pub(crate) fn render_svg(input: &PlotInput<'_>) -> String {
         .iter()
         .map(|a| a.bytes as f64 / 1_048_576.0)
         .fold(0.0, f64::max);
-    let p = Panel::new(0, secs, chunk_max, "segment size (MiB) per attempt; red: failed");
+    let p = Panel::new(
+        0,
+        secs,
+        chunk_max,
+        "segment size (MiB) of each attempt, at its end; red: failed",
+    );
     p.frame(&mut svg);
-    for a in input.trace {
-        let color = if a.outcome == AttemptOutcome::Success {
-            "#2a7"
-        } else {
-            "#d33"
-        };
-        let _ = writeln!(
-            svg,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"/>"#,
-            p.x(a.start_ms / 1e3),
-            p.y(a.bytes as f64 / 1_048_576.0)
-        );
+    // Failures last, so that they are drawn on top.
+    let (ok, failed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) = input
+        .trace
+        .iter()
+        .partition(|a| a.outcome == AttemptOutcome::Success);
+    for (attempts, color, r) in [(ok, "#2a7", 2.5), (failed, "#d33", 3.5)] {
+        for a in attempts {
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="{r}" fill="{color}"/>"#,
+                p.x(a.end_ms.max(a.start_ms) / 1e3),
+                p.y(a.bytes as f64 / 1_048_576.0)
+            );
+        }
     }
 
     // Panel 2: APPENDs in flight.
@@ -160,9 +167,13 @@ pub(crate) fn render_svg(input: &PlotInput<'_>) -> String {
         .copied()
         .fold(0.0, f64::max);
     let title = if capacity.is_empty() {
-        format!("goodput (Mbit/s, {width:.0} s bins)")
+        format!(
+            "goodput, Mbit/s per {width:.0} s (successful APPEND bytes spread over their request time)"
+        )
     } else {
-        format!("goodput (blue) and link capacity (grey), Mbit/s, {width:.0} s bins")
+        format!(
+            "goodput (blue; successful APPEND bytes spread over their request time) and uplink capacity (grey), Mbit/s per {width:.0} s"
+        )
     };
     let p = Panel::new(2, secs, top, &title);
     p.frame(&mut svg);
@@ -186,16 +197,20 @@ pub(crate) fn render_svg(input: &PlotInput<'_>) -> String {
 struct Panel {
     top: f64,
     secs: f64,
+    /// The largest value plotted (labelled).
+    data_max: f64,
+    /// The top of the scale, a little above `data_max`.
     y_max: f64,
     title: String,
 }
 
 impl Panel {
-    fn new(index: usize, secs: f64, y_max: f64, title: &str) -> Panel {
+    fn new(index: usize, secs: f64, data_max: f64, title: &str) -> Panel {
         Panel {
             top: index as f64 * (PANEL_HEIGHT + PANEL_TOP) + PANEL_TOP + 8.0,
             secs,
-            y_max: if y_max > 0.0 { y_max * 1.1 } else { 1.0 },
+            data_max,
+            y_max: if data_max > 0.0 { data_max * 1.1 } else { 1.0 },
             title: title.to_string(),
         }
     }
@@ -222,7 +237,7 @@ impl Panel {
             escape(&self.title)
         );
         for frac in [0.0, 0.5, 1.0] {
-            let v = self.y_max * frac;
+            let v = self.data_max * frac;
             let _ = writeln!(
                 svg,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
@@ -355,7 +370,7 @@ mod tests {
         assert_eq!(svg.matches("fill=\"#d33\"").count(), 1);
         assert_eq!(svg.matches("<polyline").count(), 3);
         assert!(svg.contains("&lt;test&gt;"));
-        assert!(svg.contains("link capacity"));
+        assert!(svg.contains("uplink capacity"));
     }
 
     #[test]
