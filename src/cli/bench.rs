@@ -125,7 +125,11 @@ pub(crate) async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<
         .await
         .with_context(|| format!("creating {}", args.out.display()))?;
     if args.from.is_none() {
-        write(&args.out.join("bench.json"), serde_json::to_vec_pretty(&run)?).await?;
+        write(
+            &args.out.join("bench.json"),
+            serde_json::to_vec_pretty(&run)?,
+        )
+        .await?;
     }
     let md = table::render_markdown(&run);
     write(&args.out.join("bench.md"), md.clone().into_bytes()).await?;
@@ -282,7 +286,10 @@ async fn run_matrix(args: &BenchArgs, quiet: bool) -> anyhow::Result<BenchRun> {
 fn progress_line(c: &CellResult) -> String {
     let what = match (&c.outcome, c.elapsed_secs(), c.efficiency()) {
         (cell::CellOutcome::Ok, Some(s), Some(e)) => {
-            format!("ok in {s:.1} s (ideal {:.1} s, efficiency {e:.3})", c.ideal_secs)
+            format!(
+                "ok in {s:.1} s (ideal {:.1} s, efficiency {e:.3})",
+                c.ideal_secs
+            )
         }
         (cell::CellOutcome::Timeout { cap_secs }, ..) => format!("timeout after {cap_secs:.0} s"),
         (cell::CellOutcome::Failed { error }, ..) => format!("failed: {error}"),
@@ -360,7 +367,13 @@ async fn write_plot(
     });
     let safe = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     let path = out.join(format!("plot-{}-{}.svg", safe(link), safe(strategy)));
@@ -391,7 +404,10 @@ mod tests {
         // "a" is no profile: no capacity line.
         assert_eq!(svg.matches("<polyline").count(), 2);
         for bad in ["a-s1", "a/s3", "c/s1"] {
-            assert!(write_plot(&run, bad, traces, dir.path()).await.is_err(), "{bad}");
+            assert!(
+                write_plot(&run, bad, traces, dir.path()).await.is_err(),
+                "{bad}"
+            );
         }
     }
 }

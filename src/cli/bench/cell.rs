@@ -275,10 +275,12 @@ async fn run_cell_into(exe: &Path, spec: &CellSpec, result: &mut CellResult) -> 
         None
     };
     if let Some(r) = &report {
-        let started = r.started_unix_ms.zip(unix_ms(spawned_unix)).map_or(
-            Duration::ZERO,
-            |(child, parent)| Duration::from_secs_f64(((child - parent) / 1e3).max(0.0)),
-        );
+        let started = r
+            .started_unix_ms
+            .zip(unix_ms(spawned_unix))
+            .map_or(Duration::ZERO, |(child, parent)| {
+                Duration::from_secs_f64(((child - parent) / 1e3).max(0.0))
+            });
         let start = spawned_sched + started;
         result.schedule_start_secs = start.as_secs_f64();
         result.ideal_secs = IdealTime::compute(

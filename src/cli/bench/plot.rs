@@ -51,7 +51,10 @@ pub(crate) fn goodput_bins(trace: &[AttemptRecord], secs: f64) -> Vec<f64> {
     let width = bin_width(secs);
     let n = (secs / width).ceil().max(1.0) as usize;
     let mut bits = vec![0.0; n];
-    for a in trace.iter().filter(|a| a.outcome == AttemptOutcome::Success) {
+    for a in trace
+        .iter()
+        .filter(|a| a.outcome == AttemptOutcome::Success)
+    {
         let (s, e) = (a.start_ms / 1e3, (a.end_ms / 1e3).max(a.start_ms / 1e3));
         let total = a.bytes as f64 * 8.0;
         if e <= s {
@@ -181,7 +184,12 @@ pub(crate) fn render_svg(input: &PlotInput<'_>) -> String {
         values
             .iter()
             .enumerate()
-            .flat_map(|(i, v)| [(i as f64 * width, *v), (((i + 1) as f64 * width).min(secs), *v)])
+            .flat_map(|(i, v)| {
+                [
+                    (i as f64 * width, *v),
+                    (((i + 1) as f64 * width).min(secs), *v),
+                ]
+            })
             .collect()
     };
     if !capacity.is_empty() {

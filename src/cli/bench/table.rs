@@ -66,10 +66,13 @@ impl BenchRun {
             .iter()
             .filter(|c| c.link == link)
             .filter_map(|c| c.elapsed_secs().map(|s| (c, s)))
-            .fold(None, |best: Option<(&CellResult, f64)>, (c, s)| match best {
-                Some((_, b)) if b <= s => best,
-                _ => Some((c, s)),
-            })
+            .fold(
+                None,
+                |best: Option<(&CellResult, f64)>, (c, s)| match best {
+                    Some((_, b)) if b <= s => best,
+                    _ => Some((c, s)),
+                },
+            )
             .map(|(c, _)| c)
     }
 
@@ -89,7 +92,11 @@ fn outcome_text(c: &CellResult) -> String {
         CellOutcome::Failed { error } => {
             // Keep the table readable and the markdown intact.
             let short: String = error.chars().take(80).collect();
-            let ellipsis = if error.chars().count() > 80 { "…" } else { "" };
+            let ellipsis = if error.chars().count() > 80 {
+                "…"
+            } else {
+                ""
+            };
             format!("failed: {}{ellipsis}", short.replace('|', "/"))
         }
     }
@@ -205,7 +212,9 @@ fn render_matrix(md: &mut String, run: &BenchRun) {
                 None => String::new(),
                 Some(c) => match (&c.outcome, c.efficiency()) {
                     (CellOutcome::Ok, Some(e)) => {
-                        let best = run.best(&link.name).is_some_and(|b| b.strategy == c.strategy);
+                        let best = run
+                            .best(&link.name)
+                            .is_some_and(|b| b.strategy == c.strategy);
                         if best {
                             format!("**{e:.3}**")
                         } else {
@@ -356,7 +365,10 @@ pub(crate) mod tests {
         let md = render_markdown(&fixed_run());
         assert!(md.contains("Command: `chunkwise bench --quick`"), "{md}");
         assert!(md.contains("## a\n"), "{md}");
-        assert!(md.contains("File 9.54 MiB (10000000 bytes); ideal 10.0 s."), "{md}");
+        assert!(
+            md.contains("File 9.54 MiB (10000000 bytes); ideal 10.0 s."),
+            "{md}"
+        );
         assert!(
             md.contains(
                 "| s1 | ok | 12.5 | 0.800 | 6.40 | 1 | 2.38 MiB | 250 | 400 | 20.00 MiB | +25.0% |"
@@ -370,7 +382,10 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(md.contains("| s2 | timeout (50 s cap) |"), "{md}");
-        assert!(md.contains("Best on a: **s2** (10.0 s, efficiency 1.000)."), "{md}");
+        assert!(
+            md.contains("Best on a: **s2** (10.0 s, efficiency 1.000)."),
+            "{md}"
+        );
         assert!(md.contains("| a | 0.800 | **1.000** | failed |"), "{md}");
         assert!(md.contains("| b | **0.500** | timeout | 0.500 |"), "{md}");
         assert!(md.contains("- `s1`: strategy s1"), "{md}");
