@@ -210,37 +210,43 @@ mod auth {
 /// round trips to the emulator over loopback (no link emulation).
 mod protocol {
     use super::*;
-    use chunkwise::emulator::{Emulator, demo_credentials};
+    use chunkwise::emulator::{Emulator, EmulatorHandle, demo_credentials};
     use chunkwise::protocol::{ApiVersion, InitRequest, ProcessingState, UploadProtocol, XClient};
     use chunkwise::{MediaCategory, limits::MIB};
 
+    /// INIT of a 1 MiB video.
+    fn init_request() -> InitRequest {
+        InitRequest {
+            total_bytes: MIB,
+            media_type: "video/mp4".into(),
+            media_category: Some(MediaCategory::TweetVideo),
+            additional_owners: Vec::new(),
+            shared: None,
+        }
+    }
+
+    /// A v2 client of `emulator` with the demo credentials.
+    pub(super) fn client(emulator: &EmulatorHandle) -> XClient {
+        XClient::builder()
+            .api(ApiVersion::V2)
+            .base_url(emulator.base_url())
+            .credentials(demo_credentials())
+            .build()
+            .expect("client builds")
+    }
+
     pub(super) fn define(c: &mut Criterion) {
         let rt = super::e2e::runtime();
-        let (emulator, client) = rt.block_on(async {
-            let emulator = Emulator::builder()
+        let emulator = rt.block_on(async {
+            Emulator::builder()
                 .credentials(demo_credentials())
                 .start()
                 .await
-                .expect("emulator starts");
-            let client = XClient::builder()
-                .api(ApiVersion::V2)
-                .base_url(emulator.base_url())
-                .credentials(demo_credentials())
-                .build()
-                .expect("client builds");
-            (emulator, client)
+                .expect("emulator starts")
         });
+        let client = client(&emulator);
         let media = rt.block_on(async {
-            let init = client
-                .init(&InitRequest {
-                    total_bytes: MIB,
-                    media_type: "video/mp4".into(),
-                    media_category: Some(MediaCategory::TweetVideo),
-                    additional_owners: Vec::new(),
-                    shared: None,
-                })
-                .await
-                .expect("INIT succeeds");
+            let init = client.init(&init_request()).await.expect("INIT succeeds");
             init.media_id
         });
 
@@ -256,16 +262,7 @@ mod protocol {
         // `data.id`, `media_key` and `expires_after_secs`.
         g.bench_function("init/loopback", |b| {
             b.to_async(&rt).iter(|| async {
-                let r = client
-                    .init(&InitRequest {
-                        total_bytes: MIB,
-                        media_type: "video/mp4".into(),
-                        media_category: Some(MediaCategory::TweetVideo),
-                        additional_owners: Vec::new(),
-                        shared: None,
-                    })
-                    .await
-                    .expect("INIT succeeds");
+                let r = client.init(&init_request()).await.expect("INIT succeeds");
                 assert!(r.media_key.is_some());
                 r
             })
@@ -289,7 +286,6 @@ mod e2e {
     use super::*;
     use chunkwise::emulator::{Emulator, ProcessingConfig, ProcessingTimeline, demo_credentials};
     use chunkwise::limits::MIB;
-    use chunkwise::protocol::{ApiVersion, XClient};
     use chunkwise::{Engine, EngineConfig, MediaCategory, MediaSpec, Source};
     use criterion::Throughput;
     use std::sync::Arc;
@@ -339,13 +335,7 @@ mod e2e {
                 .collect::<Vec<u8>>(),
         );
         let engine = |config: EngineConfig| {
-            let client = XClient::builder()
-                .api(ApiVersion::V2)
-                .base_url(emulator.base_url())
-                .credentials(demo_credentials())
-                .build()
-                .expect("client builds");
-            Engine::new(Arc::new(client), config).expect("valid config")
+            Engine::new(Arc::new(super::protocol::client(&emulator)), config).expect("valid config")
         };
         let engines = [
             ("default", engine(EngineConfig::default())),
