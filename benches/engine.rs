@@ -210,7 +210,10 @@ mod auth {
 /// round trips to the emulator over loopback (no link emulation).
 mod protocol {
     use super::*;
-    use chunkwise::emulator::{Emulator, EmulatorHandle, demo_credentials};
+    use chunkwise::emulator::{
+        Emulator, EmulatorHandle, ProcessingConfig, ProcessingTimeline, RateLimitConfig,
+        demo_credentials,
+    };
     use chunkwise::protocol::{ApiVersion, InitRequest, ProcessingState, UploadProtocol, XClient};
     use chunkwise::{MediaCategory, limits::MIB};
 
@@ -225,6 +228,36 @@ mod protocol {
         }
     }
 
+    /// An emulator for benches: no rate limits (a bench sends thousands of requests in a
+    /// window), and processing that takes no time, so FINALIZE answers `succeeded` and the
+    /// engine makes no STATUS polls (each would wait at least a second).
+    pub(super) async fn start_emulator() -> EmulatorHandle {
+        let unlimited = RateLimitConfig {
+            v1_post: u32::MAX,
+            v1_get: u32::MAX,
+            v2_initialize: u32::MAX,
+            v2_append: u32::MAX,
+            v2_finalize: u32::MAX,
+            v2_status: u32::MAX,
+            v2_upload: u32::MAX,
+            ..RateLimitConfig::default()
+        };
+        let processing = ProcessingConfig {
+            timeline: ProcessingTimeline::Timed {
+                pending: Duration::ZERO,
+                in_progress: Duration::ZERO,
+            },
+            ..ProcessingConfig::default()
+        };
+        Emulator::builder()
+            .credentials(demo_credentials())
+            .rate_limits(unlimited)
+            .processing(processing)
+            .start()
+            .await
+            .expect("emulator starts")
+    }
+
     /// A v2 client of `emulator` with the demo credentials.
     pub(super) fn client(emulator: &EmulatorHandle) -> XClient {
         XClient::builder()
@@ -237,13 +270,7 @@ mod protocol {
 
     pub(super) fn define(c: &mut Criterion) {
         let rt = super::e2e::runtime();
-        let emulator = rt.block_on(async {
-            Emulator::builder()
-                .credentials(demo_credentials())
-                .start()
-                .await
-                .expect("emulator starts")
-        });
+        let emulator = rt.block_on(start_emulator());
         let client = client(&emulator);
         let media = rt.block_on(async {
             let init = client.init(&init_request()).await.expect("INIT succeeds");
@@ -284,7 +311,6 @@ mod protocol {
 /// Whole uploads through the engine to the emulator over loopback.
 mod e2e {
     use super::*;
-    use chunkwise::emulator::{Emulator, ProcessingConfig, ProcessingTimeline, demo_credentials};
     use chunkwise::limits::MIB;
     use chunkwise::{Engine, EngineConfig, MediaCategory, MediaSpec, Source};
     use criterion::Throughput;
@@ -312,23 +338,7 @@ mod e2e {
 
     pub(super) fn define(c: &mut Criterion) {
         let rt = runtime();
-        // Processing takes no time, so FINALIZE answers `succeeded` and the engine makes no
-        // STATUS polls (each would wait at least a second).
-        let processing = ProcessingConfig {
-            timeline: ProcessingTimeline::Timed {
-                pending: Duration::ZERO,
-                in_progress: Duration::ZERO,
-            },
-            ..ProcessingConfig::default()
-        };
-        let emulator = rt.block_on(async {
-            Emulator::builder()
-                .credentials(demo_credentials())
-                .processing(processing)
-                .start()
-                .await
-                .expect("emulator starts")
-        });
+        let emulator = rt.block_on(super::protocol::start_emulator());
         let data = bytes::Bytes::from(
             (0..E2E_BYTES)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

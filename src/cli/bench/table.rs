@@ -84,15 +84,22 @@ impl BenchRun {
     }
 }
 
+/// How much of a failure's message the table shows.
+///
+/// Source: reasonable default; enough for the error's kind and segment (the child's one-line
+/// errors start with them), short enough for a table cell.
+const FAILURE_CHARS: usize = 100;
+
 /// The result column of a cell.
 fn outcome_text(c: &CellResult) -> String {
     match &c.outcome {
         CellOutcome::Ok => "ok".to_string(),
         CellOutcome::Timeout { cap_secs } => format!("timeout ({cap_secs:.0} s cap)"),
         CellOutcome::Failed { error } => {
-            // Keep the table readable and the markdown intact.
-            let short: String = error.chars().take(80).collect();
-            let ellipsis = if error.chars().count() > 80 {
+            // Keep the table readable and the markdown intact; bench.json has it all.
+            let error = error.strip_prefix("error: ").unwrap_or(error);
+            let short: String = error.chars().take(FAILURE_CHARS).collect();
+            let ellipsis = if error.chars().count() > FAILURE_CHARS {
                 "…"
             } else {
                 ""
@@ -114,6 +121,11 @@ pub(crate) fn render_markdown(run: &BenchRun) -> String {
         run.jobs,
         run.cpus.map_or("?".to_string(), |n| n.to_string()),
         run.wall_secs / 60.0
+    );
+    let _ = writeln!(
+        md,
+        "Time: from the upload's start to the media being ready. Efficiency: ideal / time. \
+         Failed and timed-out cells show the wall time until they ended in parentheses.\n"
     );
     for link in &run.links {
         render_link(&mut md, run, link);
@@ -304,7 +316,7 @@ pub(crate) mod tests {
     pub(crate) fn fixed_run() -> BenchRun {
         let failed = CellResult {
             outcome: CellOutcome::Failed {
-                error: "retry budget exhausted | segment 3".into(),
+                error: "error: retry budget exhausted | segment 3".into(),
             },
             report: None,
             ..ok_cell("a", "s3", 0.0, 10.0)
