@@ -77,7 +77,7 @@ pub(crate) async fn start_link(
 }
 
 /// Writes `len` deterministic pseudo-random bytes to `path` without holding them in memory.
-async fn generate(path: PathBuf, len: u64) -> anyhow::Result<()> {
+pub(crate) async fn generate(path: PathBuf, len: u64) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         use std::io::Write as _;
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
@@ -152,7 +152,7 @@ pub(crate) async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<(
 }
 
 /// SHA-256 of a file, read in blocks on a blocking thread.
-async fn file_sha256(path: PathBuf) -> anyhow::Result<[u8; 32]> {
+pub(crate) async fn file_sha256(path: PathBuf) -> anyhow::Result<[u8; 32]> {
     tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
         use sha2::Digest as _;
         use std::io::Read as _;

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for the `chunkwise` binary.
 
+mod bench;
 mod config;
 mod demo;
 mod progress;
@@ -54,6 +55,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Show the effective settings, check a settings file, or list the presets.
     Config(config::ConfigArgs),
+    /// Run every strategy preset over emulated links and write a table against the ideal.
+    Bench(bench::BenchArgs),
 }
 
 /// Where the settings of a command come from, besides its own flags.
@@ -164,6 +167,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Upload(args) => upload::run(args, &cli.global).await,
         Command::Demo(args) => demo::run(args, &cli.global).await,
         Command::Config(args) => config::run(args).await,
+        Command::Bench(args) => bench::run(args, &cli.global).await,
     }
 }
 

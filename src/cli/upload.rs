@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use chunkwise::protocol::ApiVersion;
 use chunkwise::{Credentials, Engine, MediaCategory, MediaSpec, Source, UploadReport};
 use clap::Args;
+use serde::{Deserialize, Serialize};
 
-use super::{GlobalArgs, SettingsArgs, parse_size, progress};
+use super::{GlobalArgs, SettingsArgs, bench, parse_size, progress};
 
 #[derive(Debug, Args)]
 pub(crate) struct UploadArgs {
@@ -34,6 +35,13 @@ pub(crate) struct UploadArgs {
     category: Option<MediaCategory>,
     #[command(flatten)]
     pins: super::PinArgs,
+    /// Use a named strategy preset of `chunkwise bench` (see `chunkwise bench --list`)
+    /// instead of the settings' scheduler.
+    #[arg(long, conflicts_with_all = ["chunk_size", "parallel"])]
+    strategy: Option<String>,
+    /// Record every APPEND attempt in the report (its `trace`).
+    #[arg(long)]
+    trace_requests: bool,
     /// Send segments base64-encoded (`api.media_data`) instead of raw `media`.
     #[arg(long)]
     media_data: bool,
@@ -129,14 +137,20 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
         client = client.base_url(url::Url::parse(&format!("http://{}", link.addr()))?);
         proxy = Some(link);
     }
-    let engine = Engine::new(Arc::new(client.build()?), settings.engine_config()?)?;
+    let mut config = settings.engine_config()?;
+    if let Some(name) = &args.strategy {
+        config.strategy = bench::strategy_config(name)?.strategy;
+    }
+    config.trace_requests = args.trace_requests;
+    let engine = Engine::new(Arc::new(client.build()?), config)?;
     let mut spec = MediaSpec::new(media_type);
     if let Some(c) = category {
         spec = spec.with_category(c);
     }
+    let started = SystemTime::now();
     let handle = engine.upload(source, spec);
     let report = progress::follow(handle, global, Duration::from_secs(1)).await?;
-    write_report(args.report.as_deref(), &report).await?;
+    write_cli_report(args.report.as_deref(), report.clone(), Some(started)).await?;
     println!("{}", report.media_id);
     if let Some(link) = proxy {
         link.shutdown().await;
@@ -166,18 +180,72 @@ fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
     b
 }
 
+/// The report file `--report` writes: the engine's [`UploadReport`] plus what only the
+/// process knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CliReport {
+    /// The engine's report, its fields at the top level.
+    #[serde(flatten)]
+    pub(crate) report: UploadReport,
+    /// Peak resident set size of this process (`VmHWM`), in bytes; `None` where
+    /// `/proc/self/status` does not exist.
+    pub(crate) peak_rss_bytes: Option<u64>,
+    /// When the upload was started, in milliseconds since the Unix epoch.
+    pub(crate) started_unix_ms: Option<f64>,
+}
+
 /// Writes the report as pretty JSON when a path was given.
 pub(crate) async fn write_report(
     path: Option<&std::path::Path>,
     report: &UploadReport,
 ) -> anyhow::Result<()> {
-    if let Some(path) = path {
-        let json = serde_json::to_vec_pretty(report)?;
-        tokio::fs::write(path, json)
-            .await
-            .with_context(|| format!("writing the report to {}", path.display()))?;
-    }
+    write_cli_report(path, report.clone(), None).await
+}
+
+/// Writes a [`CliReport`] (the peak RSS read now) as pretty JSON when a path was given.
+async fn write_cli_report(
+    path: Option<&std::path::Path>,
+    report: UploadReport,
+    started: Option<SystemTime>,
+) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let report = CliReport {
+        report,
+        peak_rss_bytes: peak_rss_bytes().await,
+        started_unix_ms: started.and_then(unix_ms),
+    };
+    let json = serde_json::to_vec_pretty(&report)?;
+    tokio::fs::write(path, json)
+        .await
+        .with_context(|| format!("writing the report to {}", path.display()))?;
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch (`None` before it).
+pub(crate) fn unix_ms(t: SystemTime) -> Option<f64> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64() * 1e3)
+}
+
+/// This process's peak resident set size in bytes, from `VmHWM` in `/proc/self/status`
+/// (Linux); `None` elsewhere.
+pub(crate) async fn peak_rss_bytes() -> Option<u64> {
+    let status = tokio::fs::read_to_string("/proc/self/status").await.ok()?;
+    parse_vm_hwm(&status)
+}
+
+/// The `VmHWM:  1234 kB` line of a `/proc/<pid>/status` text, in bytes.
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let mut words = line["VmHWM:".len()..].split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => value.checked_mul(1024),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +263,22 @@ mod tests {
             Some("image/gif")
         );
         assert_eq!(guess_media_type(std::path::Path::new("noext")), None);
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_vm_hwm() {
+        let status = "Name:\tchunkwise\nVmPeak:\t  200 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(12345 * 1024));
+        assert_eq!(parse_vm_hwm("VmHWM: 12 MB\n"), None);
+        assert_eq!(parse_vm_hwm("VmRSS: 12 kB\n"), None);
+        assert_eq!(parse_vm_hwm("VmHWM: x kB\n"), None);
+    }
+
+    #[tokio::test]
+    async fn peak_rss_of_this_process_is_known_on_linux() {
+        let rss = peak_rss_bytes().await;
+        if cfg!(target_os = "linux") {
+            assert!(rss.is_some_and(|b| b > 0), "{rss:?}");
+        }
     }
 }
