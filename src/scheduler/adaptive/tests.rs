@@ -300,7 +300,7 @@ async fn a_timeout_shrinks_parallelism_rate_and_chunk() {
     let (mut s, t) = warm(&constant(10e6, 0.04), 40 * MIB);
     s.par.set(4, Phase::Steady, t);
     let before = s.estimates();
-    assert!(before.chunk_target >= 4 * MIB, "{before:?}");
+    assert!(before.chunk_target >= 2 * MIB, "{before:?}");
     let size = before.chunk_target;
     let d = s.request_deadline(t, size);
     s.observe(&obs(size, t, t + d, Outcome::Timeout, 1));
@@ -677,7 +677,8 @@ async fn requests_that_start_together_get_graded_sizes() {
 
 #[tokio::test(start_paused = true)]
 async fn steady_10mbit_40ms_converges_to_large_chunks_and_two_or_three_in_flight() {
-    // Expected: the target time allows ~5 MB chunks at 2 in flight; a third adds < 5 %.
+    // Expected: the 4 s target allows ~2.5 MB chunks at 2 in flight, 1.7 MB at 3; a third adds
+    // < 5 %.
     let link = constant(10e6, 0.04);
     let file = 200 * MIB;
     let mut s = adaptive();
@@ -687,7 +688,7 @@ async fn steady_10mbit_40ms_converges_to_large_chunks_and_two_or_three_in_flight
     let late = plans_between(&r, 6, 0.0, f64::INFINITY);
     assert!(late.len() > 30);
     assert!(
-        late.iter().all(|&a| (4 * MIB..=5 * MIB).contains(&a)),
+        late.iter().all(|&a| (3 * MIB / 2..=3 * MIB).contains(&a)),
         "{late:?}"
     );
     assert!(log[6..].iter().all(|e| (2..=3).contains(&e.parallelism)));
@@ -700,7 +701,8 @@ async fn steady_10mbit_40ms_converges_to_large_chunks_and_two_or_three_in_flight
 
 #[tokio::test(start_paused = true)]
 async fn steady_1mbit_150ms_converges_to_small_chunks() {
-    // Expected: 8 s at 125 kB/s shared by 2 is ~0.5 MB; two or three in flight.
+    // Expected: 4 s at 125 kB/s shared by 2 is ~0.25 MB, the 256 KiB floor; two or three in
+    // flight.
     let link = constant(1e6, 0.15);
     let file = 20 * MIB;
     let mut s = adaptive();
@@ -712,13 +714,15 @@ async fn steady_1mbit_150ms_converges_to_small_chunks() {
     assert!(
         late[..late.len() - 1]
             .iter()
-            .all(|&a| (300 * KIB..=MIB).contains(&a)),
+            .all(|&a| (256 * KIB..=512 * KIB).contains(&a)),
         "{late:?}"
     );
     assert!(log[4..].iter().all(|e| (2..=3).contains(&e.parallelism)));
     assert!(r.goodput(file) >= 0.95 * 1e6 / 8.0);
+    // No probe; a request that happened to run alone (the last one) may have measured `α`.
     assert!(r.limits.iter().all(|&(_, l)| l >= 2), "{:?}", r.limits);
-    assert_eq!(s.export_state().fixed_cost_secs, None);
+    let alpha = s.export_state().fixed_cost_secs;
+    assert!(alpha.is_none_or(|a| (0.05..=0.2).contains(&a)), "{alpha:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -745,12 +749,13 @@ async fn a_rate_drop_shrinks_the_chunk_and_a_rise_grows_it() {
     assert!(during.iter().all(|&a| a <= 5 * MIB / 2), "{during:?}");
     assert!(log[drop + 4].delivery_rate.unwrap() < 0.4e6);
 
-    // Within 6 observations of the rise, chunks are back above 4 MiB.
+    // Within 6 observations of the rise, chunks are back above 3 MiB: the 4 s target is 5 MB
+    // at 20 Mbit/s and two in flight, and the estimate is within 20 % by then.
     let rise = first_after(180.0);
     let after = plans_between(&r, rise + 6, 180.0, f64::INFINITY);
     assert!(after.len() > 10);
     assert!(
-        after[..after.len() - 1].iter().all(|&a| a >= 4 * MIB),
+        after[..after.len() - 1].iter().all(|&a| a >= 3 * MIB),
         "{after:?}"
     );
 }
