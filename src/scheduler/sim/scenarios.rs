@@ -254,6 +254,14 @@ async fn scenarios() -> Vec<Scenario> {
             &[LINK_SEED],
             expect(0.80, 256 * KIB..=5 * MIB, 2..=4),
         ),
+        // Not in issue 4's list: the built-in profile where every connection is reset at once
+        // (at 10, 25 and 40 s), the other reset model.
+        scenario(
+            "handover (3 × all reset)",
+            builtin("handover"),
+            &[LINK_SEED],
+            expect(0.80, 256 * KIB..=3 * MIB, 1..=4),
+        ),
         scenario(
             "lossy (reset / 8 MiB)",
             builtin("lossy"),
@@ -509,7 +517,7 @@ async fn scenario_table() {
         "rst",
         PRESETS
             .iter()
-            .map(|p| format!("{:>8}", p.0))
+            .map(|p| format!("{:>13}", p.0))
             .collect::<Vec<_>>()
             .join(" ")
     );
@@ -529,6 +537,8 @@ async fn scenario_table() {
             Some(_) => format!("{:>8}", "failed"),
             None => format!("{:>8.3}", c.efficiency(sc.ideal)),
         };
+        // A preset's efficiency and the share of the file it re-sent.
+        let preset = |c: &Cell| format!("{} {:>3.0}%", eff(c), c.resent * 100.0);
         let _ = writeln!(
             table,
             "{:<25} {:>6} {:>5.1}s | {} {:>9} {:>9} {:>5} {:>5.1}% {:>3} {:>3} | {}",
@@ -544,7 +554,7 @@ async fn scenario_table() {
             adaptive.resets,
             fixed
                 .iter()
-                .map(|(_, c)| eff(c))
+                .map(|(_, c)| preset(c))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
