@@ -136,8 +136,11 @@ const MIN_RATE_INTERVAL: Duration = Duration::from_micros(100);
 pub(crate) struct RateSample {
     /// Payload bytes per second.
     pub(crate) rate: f64,
-    /// Fewer requests were in flight at the end of the window than at its start: bytes sent
-    /// before the window were delivered inside it, so the sample overstates the rate.
+    /// Bytes sent before the window were delivered inside it with nothing to balance them, so
+    /// the sample overstates the rate: fewer requests were in flight at the end of the window
+    /// than at its start (the pipe drained), or a request counted in it had started more than
+    /// a window's length before the window (a long-lived request, most of whose bytes went
+    /// before).
     pub(crate) drained: bool,
 }
 
@@ -152,11 +155,19 @@ pub(crate) struct RateSample {
 /// sent before the window are balanced by the bytes still in flight at its end. When the pipe
 /// drains instead (fewer requests in flight at the end), nothing balances them and the sample
 /// is flagged [`RateSample::drained`]; BBR guards the same case with `send_elapsed`, which for
-/// multi-megabyte requests would understate every steady-state sample.
+/// multi-megabyte requests would understate every steady-state sample. The same flag marks a
+/// window that counts a request which started more than a window's length before it: in a
+/// pipelined steady state every request counted started within one round (one window) before
+/// the window, and a request older than that (one that lived through several rounds of
+/// others, slowed by sharing) brings more bytes from before the window than the requests in
+/// flight at its end can balance. Found by the FIFO link model (`sim::fifo`): on a 1 Mbit/s
+/// link a 1 MiB request that lived 15 s while small ones came and went made a 4 s window
+/// read 2.5 times the link rate.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DeliveryTracker {
-    /// `(completion time, bytes delivered after it, requests still in flight after it)`.
-    history: [Option<(Instant, u64, u32)>; DELIVERY_HISTORY],
+    /// `(completion time, bytes delivered after it, requests still in flight after it, start
+    /// of the request that completed)`.
+    history: [Option<(Instant, u64, u32, Instant)>; DELIVERY_HISTORY],
     next: usize,
     pushed: u64,
     delivered: u64,
@@ -192,7 +203,7 @@ impl DeliveryTracker {
         // so scan them all; of simultaneous ones, the last recorded).
         let mut base: Option<(Instant, u64, u32)> = None;
         let mut oldest: Option<(Instant, u64, u32)> = None;
-        for &(t, c, n) in self.history.iter().flatten() {
+        for &(t, c, n, _) in self.history.iter().flatten() {
             if t <= started && base.is_none_or(|(bt, bc, _)| t > bt || (t == bt && c > bc)) {
                 base = Some((t, c, n));
             }
@@ -208,19 +219,27 @@ impl DeliveryTracker {
             // History overflowed during a long request: measure over what is remembered.
             None => oldest.unwrap_or((started, self.delivered, 0)),
         };
+        let interval = finished.saturating_duration_since(t0);
+        // A request counted in the window (completed after its start) that started more than
+        // a window's length before it.
+        let old_counted = t0.checked_sub(interval).is_some_and(|limit| {
+            self.history
+                .iter()
+                .flatten()
+                .any(|&(t, c, _, s)| (t > t0 || (t == t0 && c > c0)) && s < limit)
+        });
 
         self.delivered = self.delivered.saturating_add(bytes);
-        self.history[self.next] = Some((finished, self.delivered, in_flight_after));
+        self.history[self.next] = Some((finished, self.delivered, in_flight_after, started));
         self.next = (self.next + 1) % DELIVERY_HISTORY;
         self.pushed += 1;
 
-        let interval = finished.saturating_duration_since(t0);
         if interval < MIN_RATE_INTERVAL {
             return None;
         }
         Some(RateSample {
             rate: self.delivered.saturating_sub(c0) as f64 / interval.as_secs_f64(),
-            drained: in_flight_after < n0,
+            drained: in_flight_after < n0 || old_counted,
         })
     }
 }
@@ -294,5 +313,31 @@ mod tests {
         let c = d.on_delivery(s(1000), s(2000), 1000, 0).unwrap();
         assert!((c.rate - 2000.0).abs() < 1e-9);
         assert!(c.drained);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_counting_a_long_lived_request_is_flagged() {
+        let t0 = Instant::now();
+        let s = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut d = DeliveryTracker::new();
+        // A (1000 B) runs from 0 to 17.9 s while B comes and goes beside it; C starts at 13.8 s
+        // (when B ends) and ends at 18 s, after A: its window (4.2 s) counts A, which started
+        // 13.8 s before the window. One request stays in flight throughout (no drain).
+        d.on_delivery(s(9000), s(13_800), 100, 1);
+        let a = d.on_delivery(s(0), s(17_900), 1000, 1).unwrap();
+        assert!(!a.drained, "{a:?}");
+        let c = d.on_delivery(s(13_800), s(18_000), 100, 1).unwrap();
+        assert!(c.drained, "{c:?}");
+        assert!(c.rate > 250.0, "{c:?}"); // 1100 B in 4.2 s, from a link doing ≈ 60 B/s
+
+        // Pipelined 4 s requests, one starting every 2 s: each window counts one neighbour
+        // that started 2 s before it, which is normal.
+        let mut d = DeliveryTracker::new();
+        for i in 0..6u64 {
+            let x = d
+                .on_delivery(s(2000 * i), s(2000 * i + 4000), 100, 1)
+                .unwrap();
+            assert!(!x.drained, "{i}: {x:?}");
+        }
     }
 }

@@ -280,28 +280,32 @@ async fn no_request_starts_during_a_429_hold_in_the_simulation() {
         .filter(|a| a.started > from + 1e-9 && a.started < until - 1e-9)
         .collect();
     assert!(during.is_empty(), "started during the hold: {during:?}");
-    assert!(
-        r.attempts.iter().any(|a| (a.started - until).abs() < 1e-6),
-        "nothing resumed at the hold's end"
+    // The throttled segment is retried whole, with the same index and bytes, and before any
+    // new segment (once a slot is free, which may be after the hold's end).
+    let first_after = r
+        .attempts
+        .iter()
+        .filter(|a| a.started > from + 1e-9)
+        .min_by(|a, b| a.started.total_cmp(&b.started))
+        .unwrap();
+    assert!(first_after.started >= until - 1e-6, "{first_after:?}");
+    assert_eq!(
+        (first_after.index, first_after.bytes, first_after.outcome),
+        (throttled.index, throttled.bytes, Outcome::Success)
     );
-    // The throttled segment is retried whole, with the same index and bytes.
-    assert!(r.attempts.iter().any(|a| a.started >= until - 1e-6
-        && a.index == throttled.index
-        && a.bytes == throttled.bytes
-        && a.outcome == Outcome::Success));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_timeout_shrinks_parallelism_rate_and_chunk() {
     let (mut s, t) = warm(&constant(10e6, 0.04), 40 * MIB);
+    s.par.set(4, Phase::Steady, t);
     let before = s.estimates();
-    let limit_before = s.max_in_flight(t);
-    assert!(before.chunk_target >= 4 * MIB, "{before:?}");
+    assert!(before.chunk_target >= 2 * MIB, "{before:?}");
     let size = before.chunk_target;
     let d = s.request_deadline(t, size);
     s.observe(&obs(size, t, t + d, Outcome::Timeout, 1));
     let after = s.estimates();
-    assert!(s.max_in_flight(t + d) < limit_before, "{after:?}");
+    assert_eq!(s.max_in_flight(t + d), 3, "{after:?}");
     assert!(
         after.delivery_rate.unwrap() < before.delivery_rate.unwrap() / 2.0,
         "{after:?}"
@@ -309,6 +313,14 @@ async fn a_timeout_shrinks_parallelism_rate_and_chunk() {
     assert!(after.chunk_target < before.chunk_target / 2, "{after:?}");
     assert_eq!(after.failures, 1);
     assert!(after.bytes_between_failures.is_some());
+    // Each later timeout cuts again, but the link's signals never below two in flight.
+    let mut now = t + d;
+    for level in [2, 2] {
+        let d = s.request_deadline(now, size);
+        s.observe(&obs(size, now, now + d, Outcome::Timeout, 1));
+        now += d;
+        assert_eq!(s.max_in_flight(now), level);
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -346,6 +358,7 @@ async fn a_stall_or_timeout_after_an_outage_counts_as_one_failure_event() {
 #[tokio::test(start_paused = true)]
 async fn an_inflated_request_backs_off_and_resets_the_rate() {
     let (mut s, t) = warm(&constant(10e6, 0.04), 40 * MIB);
+    s.par.set(3, Phase::Steady, t);
     let before = s.estimates();
     let level = s.max_in_flight(t);
     let size = 2 * MIB;
@@ -359,7 +372,7 @@ async fn an_inflated_request_backs_off_and_resets_the_rate() {
         level,
     ));
     let after = s.estimates();
-    assert!(s.max_in_flight(t) < level);
+    assert_eq!(s.max_in_flight(t), level - 1);
     assert!(
         after.delivery_rate.unwrap() < before.delivery_rate.unwrap() / 4.0,
         "{after:?}"
@@ -402,7 +415,7 @@ async fn deadlines_scale_with_size_and_estimate() {
     // A chunk that should take 2 s at its share of the link does not wait 120 s.
     let two_secs = (2.0 * rate / n) as u64;
     let d = fast.request_deadline(t, two_secs);
-    assert!(d <= Duration::from_secs(15), "{d:?}");
+    assert!(d <= Duration::from_secs(40), "{d:?}");
     assert!(d >= DEFAULT_DEADLINE_FLOOR);
 
     // Above the floor, twice the bytes get about twice the time.
@@ -478,8 +491,9 @@ async fn fixed_modes_bypass_adaptation() {
         ..Default::default()
     };
     let mut s = AdaptiveStrategy::new(config).unwrap();
+    // A 200× drop for 200 s: deeper and longer than the deadline gain covers.
     let link = Link::new(
-        Steps::bits(&[(0.0, 20e6), (40.0, 2e6), (120.0, 20e6)]),
+        Steps::bits(&[(0.0, 20e6), (40.0, 0.1e6), (240.0, 20e6)]),
         0.05,
     );
     let r = sim::run(&mut s, &link, 200 * MIB, MAX_CHUNK, 1e6, Instant::now());
@@ -519,9 +533,11 @@ async fn fixed_modes_bypass_adaptation() {
 
 #[tokio::test(start_paused = true)]
 async fn state_export_and_import_round_trip() {
+    // Lossy enough that the fixed cost gets measured (it is probed only once failures make
+    // the failure optimum depend on it).
     let mut link = constant(10e6, 0.08);
-    link.reset_every = Some(16.0 * MIB as f64);
-    let (s, _) = warm(&link, 60 * MIB);
+    link.reset_every = Some(6.0 * MIB as f64);
+    let (s, _) = warm(&link, 100 * MIB);
     let state = s.export_state();
     assert!(state.delivery_rate.is_some() && state.fixed_cost_secs.is_some());
     assert!(state.bytes_between_failures.is_some());
@@ -618,18 +634,51 @@ async fn a_link_slower_than_every_guess_still_finishes() {
 // ---------------------------------------------------------------------------------------------
 // Scenarios on the model link. Each asserts ranges, not exact values.
 
-/// Plans made after `after_obs` observations (and before `until` seconds).
+/// Plans made after `after_obs` observations (and before `until` seconds), leaving out those
+/// made at the same instant as the plan before them: requests that start together get graded
+/// sizes on purpose (`stagger`, tested on its own), the first of them the chunk target.
 fn plans_between(r: &Report, after_obs: usize, from: f64, until: f64) -> Vec<u64> {
     r.plans
         .iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || r.plans[i - 1].at != p.at)
+        .map(|(_, p)| p)
         .filter(|p| p.observations >= after_obs && p.at >= from && p.at < until)
         .map(|p| p.answer)
         .collect()
 }
 
 #[tokio::test(start_paused = true)]
+async fn requests_that_start_together_get_graded_sizes() {
+    // Warm at 2 in flight on 10 Mbit/s, then three slots open at once (the level rose to 3):
+    // sizes S, 2S/3, S/3 so the three finish one after the other.
+    let (mut s, t) = warm(&constant(10e6, 0.04), 40 * MIB);
+    let target = s.estimates().chunk_target;
+    s.par.limit = 3;
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        let size = s.chunk_size(&ctx(t, 100 * MIB));
+        s.request_deadline(t, size);
+        sizes.push(size);
+    }
+    assert_eq!(sizes[0], target);
+    assert_eq!(sizes[1], target * 2 / 3);
+    assert_eq!(sizes[2], target / 3);
+    // One start a fixed cost or more later is not together: full size again.
+    let later = t + Duration::from_secs(1);
+    assert_eq!(s.chunk_size(&ctx(later, 100 * MIB)), target);
+    // A cold controller does not grade: its ramp staggers by itself.
+    let mut cold = adaptive();
+    let now = Instant::now();
+    let first = cold.chunk_size(&ctx(now, 100 * MIB));
+    cold.request_deadline(now, first);
+    assert_eq!(cold.chunk_size(&ctx(now, 100 * MIB)), first);
+}
+
+#[tokio::test(start_paused = true)]
 async fn steady_10mbit_40ms_converges_to_large_chunks_and_two_or_three_in_flight() {
-    // Expected: the target time allows ~5 MB chunks at 2 in flight; a third adds < 5 %.
+    // Expected: the 4 s target allows ~2.5 MB chunks at 2 in flight, 1.7 MB at 3; a third adds
+    // < 5 %.
     let link = constant(10e6, 0.04);
     let file = 200 * MIB;
     let mut s = adaptive();
@@ -639,19 +688,21 @@ async fn steady_10mbit_40ms_converges_to_large_chunks_and_two_or_three_in_flight
     let late = plans_between(&r, 6, 0.0, f64::INFINITY);
     assert!(late.len() > 30);
     assert!(
-        late.iter().all(|&a| (4 * MIB..=5 * MIB).contains(&a)),
+        late.iter().all(|&a| (3 * MIB / 2..=3 * MIB).contains(&a)),
         "{late:?}"
     );
     assert!(log[6..].iter().all(|e| (2..=3).contains(&e.parallelism)));
     let goodput = r.goodput(file);
     assert!(goodput >= 0.95 * 10e6 / 8.0, "{goodput}");
-    let alpha = s.estimates().fixed_cost.unwrap().as_secs_f64();
-    assert!((0.03..=0.06).contains(&alpha), "{alpha}");
+    // No failures, so no fixed-cost probe: never one request alone, `α` only bounded.
+    assert!(r.limits.iter().all(|&(_, l)| l >= 2), "{:?}", r.limits);
+    assert_eq!(s.export_state().fixed_cost_secs, None);
 }
 
 #[tokio::test(start_paused = true)]
 async fn steady_1mbit_150ms_converges_to_small_chunks() {
-    // Expected: 8 s at 125 kB/s shared by 2 is ~0.5 MB; two or three in flight.
+    // Expected: 4 s at 125 kB/s shared by 2 is ~0.25 MB, the 256 KiB floor; two or three in
+    // flight.
     let link = constant(1e6, 0.15);
     let file = 20 * MIB;
     let mut s = adaptive();
@@ -663,13 +714,15 @@ async fn steady_1mbit_150ms_converges_to_small_chunks() {
     assert!(
         late[..late.len() - 1]
             .iter()
-            .all(|&a| (300 * KIB..=MIB).contains(&a)),
+            .all(|&a| (256 * KIB..=512 * KIB).contains(&a)),
         "{late:?}"
     );
     assert!(log[4..].iter().all(|e| (2..=3).contains(&e.parallelism)));
     assert!(r.goodput(file) >= 0.95 * 1e6 / 8.0);
-    let alpha = s.estimates().fixed_cost.unwrap().as_secs_f64();
-    assert!((0.1..=0.2).contains(&alpha), "{alpha}");
+    // No probe; a request that happened to run alone (the last one) may have measured `α`.
+    assert!(r.limits.iter().all(|&(_, l)| l >= 2), "{:?}", r.limits);
+    let alpha = s.export_state().fixed_cost_secs;
+    assert!(alpha.is_none_or(|a| (0.05..=0.2).contains(&a)), "{alpha:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -687,26 +740,31 @@ async fn a_rate_drop_shrinks_the_chunk_and_a_rise_grows_it() {
     let before = plans_between(&r, 6, 0.0, 60.0);
     assert!(before.iter().all(|&a| a >= 4 * MIB), "{before:?}");
 
-    // Within 4 observations of the drop, every new chunk is at most 2 MiB (2 Mbit/s × 8 s).
+    // Within 4 observations of the drop, every new chunk is at most 2.5 MiB: 8 s of 2 Mbit/s
+    // is 2 MB at one in flight, and the estimate right after the drop (the maximum of samples
+    // that partly span it) is up to 15 % above the new rate.
     let drop = first_after(60.0);
     let during = plans_between(&r, drop + 4, 60.0, 180.0);
     assert!(!during.is_empty());
-    assert!(during.iter().all(|&a| a <= 2 * MIB), "{during:?}");
+    assert!(during.iter().all(|&a| a <= 5 * MIB / 2), "{during:?}");
     assert!(log[drop + 4].delivery_rate.unwrap() < 0.4e6);
 
-    // Within 6 observations of the rise, chunks are back above 4 MiB.
+    // Within 6 observations of the rise, chunks are back above 3 MiB: the 4 s target is 5 MB
+    // at 20 Mbit/s and two in flight, and the estimate is within 20 % by then.
     let rise = first_after(180.0);
     let after = plans_between(&r, rise + 6, 180.0, f64::INFINITY);
     assert!(after.len() > 10);
     assert!(
-        after[..after.len() - 1].iter().all(|&a| a >= 4 * MIB),
+        after[..after.len() - 1].iter().all(|&a| a >= 3 * MIB),
         "{after:?}"
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_lossy_link_gets_chunks_near_the_failure_optimum() {
-    // Resets every 8 MiB on average at 10 Mbit/s, 80 ms: S* = √(2·α·R·M) ≈ 1.4 MB.
+    // Resets every 8 MiB on average at 10 Mbit/s, 80 ms. With two or more in flight the others
+    // hide a request's fixed cost once chunks exceed 2·α·R = 200 kB, so little but the failure
+    // waste is left and the optimum is the smallest chunk (256 KiB).
     let mut link = constant(10e6, 0.08);
     link.reset_every = Some(8.0 * MIB as f64);
     let file = 100 * MIB;
@@ -716,7 +774,7 @@ async fn a_lossy_link_gets_chunks_near_the_failure_optimum() {
     assert!(r.completed);
     let late = plans_between(&r, 15, 0.0, f64::INFINITY);
     assert!(
-        late.iter().all(|&a| (512 * KIB..=3 * MIB).contains(&a)),
+        late.iter().all(|&a| (256 * KIB..=512 * KIB).contains(&a)),
         "{late:?}"
     );
     let waste = r.bytes_sent / file as f64;
@@ -730,6 +788,39 @@ async fn a_lossy_link_gets_chunks_near_the_failure_optimum() {
         waste < 1.2 && waste < fixed_waste,
         "adaptive {waste}, fixed {fixed_waste}"
     );
+
+    // One at a time, the link idles through every fixed cost: Young/Daly's trade,
+    // S* = √(2·(α·R + h)·M) ≈ 1.45 MB.
+    let mut one = AdaptiveStrategy::new(AdaptiveConfig {
+        parallelism: ParallelismMode::Fixed(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let r = sim::run(&mut one, &link, file, MAX_CHUNK, 1e7, base);
+    assert!(r.completed);
+    let late = plans_between(&r, 15, 0.0, f64::INFINITY);
+    assert!(
+        late.iter().all(|&a| (768 * KIB..=3 * MIB).contains(&a)),
+        "{late:?}"
+    );
+}
+
+#[test]
+fn the_failure_optimum_hides_the_fixed_cost_behind_other_requests() {
+    let (alpha, rate, m) = (0.08, 1.25e6, 8.0 * MIB as f64);
+    let h = REQUEST_OVERHEAD_BYTES as f64;
+    let sequential = (2.0 * (alpha * rate + h) * m).sqrt();
+    assert!((failure_optimum(alpha, rate, m, 1.0) - sequential).abs() < 1e-6);
+    // Two in flight: the hiding size 2·α·R = 200 kB beats √(2·h·M) ≈ 131 kB.
+    assert!((failure_optimum(alpha, rate, m, 2.0) - 2.0 * alpha * rate).abs() < 1e-6);
+    // Rare failures: the header bytes dominate, √(2·h·M), still below the sequential optimum.
+    let rare = 1e9;
+    let o = failure_optimum(alpha, rate, rare, 3.0);
+    assert!((o - (2.0 * h * rare).sqrt()).abs() < 1e-6, "{o}");
+    assert!(o < failure_optimum(alpha, rate, rare, 1.0));
+    // Never above the sequential optimum, whatever the level.
+    let fast = failure_optimum(0.5, 12.5e6, 2.0 * MIB as f64, 2.0);
+    assert!((fast - failure_optimum(0.5, 12.5e6, 2.0 * MIB as f64, 1.0)).abs() < 1e-6);
 }
 
 #[tokio::test(start_paused = true)]
@@ -957,7 +1048,7 @@ async fn deadline_gain_sweep() {
         "scenario", "gain", "timeouts", "time s", "sent MB"
     );
     for (name, runs) in &scenarios {
-        for gain in [1.5, 2.0, 3.0, 4.0, 6.0, 8.0] {
+        for gain in [1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0] {
             let (mut n, mut time, mut sent) = (0, 0.0, 0.0);
             for (link, file) in runs {
                 let mut s = AdaptiveStrategy::new(AdaptiveConfig {
