@@ -280,6 +280,12 @@ impl EmulatorHandle {
         self.shared.request_log()
     }
 
+    /// How many requests have arrived so far, including those still in flight (their
+    /// [`RequestRecord::seq`] is below this number; a later request's is not).
+    pub fn requests_received(&self) -> u64 {
+        self.shared.requests_received()
+    }
+
     /// Empties the request log.
     pub fn clear_request_log(&self) {
         self.shared.clear_log();

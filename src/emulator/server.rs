@@ -104,6 +104,10 @@ impl Shared {
         v
     }
 
+    pub(crate) fn requests_received(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn clear_log(&self) {
         self.log().clear();
     }
