@@ -62,7 +62,7 @@ impl Clock {
     }
 
     /// The instant of `ms` milliseconds since the Unix epoch (before the start if earlier).
-    pub(crate) fn from_epoch_ms(&self, ms: u64) -> Instant {
+    pub(crate) fn instant_at_epoch_ms(&self, ms: u64) -> Instant {
         let at = Duration::from_millis(ms);
         match at.checked_sub(self.start_epoch) {
             Some(after) => later(self.start, after),
@@ -402,7 +402,7 @@ impl MediaStore {
         let now = clock.now();
         let mut map = HashMap::new();
         for s in saved {
-            let expires_at = clock.from_epoch_ms(s.expires_at_ms);
+            let expires_at = clock.instant_at_epoch_ms(s.expires_at_ms);
             if now >= expires_at {
                 continue;
             }
@@ -424,7 +424,7 @@ impl MediaStore {
                 SavedPhase::Initialized => Phase::Initialized,
                 SavedPhase::Ready => Phase::Ready,
                 SavedPhase::Processing { since_ms, fail } => Phase::Processing {
-                    since: clock.from_epoch_ms(since_ms),
+                    since: clock.instant_at_epoch_ms(since_ms),
                     fail,
                 },
             };
