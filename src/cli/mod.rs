@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod progress;
+mod resume;
 mod serve;
 mod upload;
 
@@ -49,8 +50,13 @@ pub(crate) enum LogFormat {
 enum Command {
     /// Run the local X media upload emulator until interrupted; prints its base URL.
     Serve(serve::ServeArgs),
-    /// Upload a file and print its media id.
+    /// Upload a file and print its media id; resumes an interrupted upload of the same file
+    /// to the same target.
     Upload(upload::UploadArgs),
+    /// Continue saved (interrupted) uploads and print their media ids.
+    Resume(resume::ResumeArgs),
+    /// List saved (interrupted) uploads.
+    Status(resume::StatusArgs),
     /// Upload a generated video to the bundled emulator through an emulated cellular link.
     Demo(demo::DemoArgs),
     /// Show the effective settings, check a settings file, or list the presets.
@@ -124,6 +130,28 @@ impl PinArgs {
     }
 }
 
+/// Where checkpoints are kept, for the commands that save or read them.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct CheckpointArgs {
+    /// Directory of the checkpoints of interrupted uploads (`checkpoint.dir`; default
+    /// `chunkwise` in the per-user state directory).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+}
+
+impl CheckpointArgs {
+    /// Adds `--checkpoint-dir` to `b` as a command-line value (made absolute against the
+    /// current directory).
+    pub(crate) fn apply(&self, b: SettingsBuilder) -> SettingsBuilder {
+        match &self.checkpoint_dir {
+            Some(dir) => b
+                .origin("command line --checkpoint-dir")
+                .checkpoint_dir(std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
+            None => b,
+        }
+    }
+}
+
 /// Resolves settings off the async runtime (the file is read with blocking I/O).
 pub(crate) async fn resolve(builder: SettingsBuilder) -> anyhow::Result<Settings> {
     Ok(tokio::task::spawn_blocking(move || builder.resolve()).await??)
@@ -165,6 +193,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Upload(args) => upload::run(args, &cli.global).await,
+        Command::Resume(args) => resume::run_resume(args, &cli.global).await,
+        Command::Status(args) => resume::run_status(args).await,
         Command::Demo(args) => demo::run(args, &cli.global).await,
         Command::Config(args) => config::run(args).await,
         Command::Bench(args) => bench::run(args, &cli.global).await,

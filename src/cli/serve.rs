@@ -11,6 +11,10 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Keep the upload sessions in this directory and start with those saved there, so a
+    /// restarted emulator (on the same --listen address) lets clients carry on.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -18,11 +22,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(c) => (c, true),
         None => (chunkwise::emulator::demo_credentials(), false),
     };
-    let emulator = Emulator::builder()
+    let mut builder = Emulator::builder()
         .credentials(credentials)
-        .bind(args.listen)
-        .start()
-        .await?;
+        .bind(args.listen);
+    if let Some(dir) = args.state_dir {
+        builder = builder.state_dir(dir);
+    }
+    let emulator = builder.start().await?;
     // The base URL alone on stdout, so scripts can read it; the rest goes to stderr.
     println!("{}", emulator.base_url());
     if from_env {

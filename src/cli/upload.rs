@@ -5,12 +5,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use chunkwise::protocol::ApiVersion;
+use chunkwise::checkpoint::{CheckpointKey, SourceIdentity};
+use chunkwise::protocol::{
+    ApiVersion, AppendRequest, AppendResponse, InitRequest, InitResponse, MediaId, MediaStatus,
+    ProtocolTarget, UploadProtocol, XClient,
+};
 use chunkwise::{Credentials, Engine, MediaCategory, MediaSpec, Source, UploadReport};
 use clap::Args;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{GlobalArgs, SettingsArgs, bench, parse_size, progress};
+use super::{CheckpointArgs, GlobalArgs, SettingsArgs, bench, parse_size, progress, resume};
 
 #[derive(Debug, Args)]
 pub(crate) struct UploadArgs {
@@ -59,6 +64,12 @@ pub(crate) struct UploadArgs {
     /// With --link: override the link's round-trip time, in milliseconds.
     #[arg(long, requires = "link")]
     rtt_ms: Option<u64>,
+    /// Start a new upload even if an interrupted upload of this file to this target was
+    /// saved: its checkpoint is removed first. Without it, such an upload is resumed.
+    #[arg(long)]
+    no_resume: bool,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
 }
 
 /// Guesses a MIME type from a file extension.
@@ -119,36 +130,71 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
 
     let settings = super::resolve(settings_builder(&args)).await?;
     let credentials = credentials_for(settings.api().base_url.as_ref())?;
-    let mut client = settings.client_builder(credentials)?;
-    // With --link, the client talks to a local link proxy that forwards to the base URL.
+    let client = settings.client_builder(credentials)?;
+    // The checkpoint names the real target, also when the requests go through a link proxy
+    // on a new port each run: so the next run finds it.
+    let direct = client.clone().build()?;
+    let target = direct.describe();
     let mut proxy = None;
-    if let Some(spec) = &args.link {
-        let target = settings
-            .api()
-            .base_url
-            .as_ref()
-            .filter(|u| u.scheme() == "http")
-            .and_then(|u| u.socket_addrs(|| None).ok())
-            .and_then(|addrs| addrs.into_iter().next())
-            .context("--link needs an http:// base URL to forward to (--base-url or api.base_url), such as the one `chunkwise serve` prints")?;
-        let link =
-            super::demo::start_link(target, super::demo::link_profile(spec, args.rtt_ms).await?)
-                .await?;
-        client = client.base_url(url::Url::parse(&format!("http://{}", link.addr()))?);
-        proxy = Some(link);
-    }
-    let mut config = settings.engine_config()?;
+    let protocol: Arc<dyn UploadProtocol> = match &args.link {
+        None => Arc::new(direct),
+        Some(spec) => {
+            // With --link, the client talks to a local link proxy that forwards to the base URL.
+            let upstream = settings
+                .api()
+                .base_url
+                .as_ref()
+                .filter(|u| u.scheme() == "http")
+                .and_then(|u| u.socket_addrs(|| None).ok())
+                .and_then(|addrs| addrs.into_iter().next())
+                .context("--link needs an http:// base URL to forward to (--base-url or api.base_url), such as the one `chunkwise serve` prints")?;
+            let link = super::demo::start_link(
+                upstream,
+                super::demo::link_profile(spec, args.rtt_ms).await?,
+            )
+            .await?;
+            let via = client
+                .base_url(url::Url::parse(&format!("http://{}", link.addr()))?)
+                .build()?;
+            proxy = Some(link);
+            Arc::new(Retargeted {
+                inner: via,
+                target: target.clone(),
+            })
+        }
+    };
+    let store = settings.checkpoint_store();
+    let mut config = settings.resumable_engine_config()?;
     if let Some(name) = &args.strategy {
         config.strategy = bench::strategy_config(name)?.strategy;
     }
     config.trace_requests = args.trace_requests;
-    let engine = Engine::new(Arc::new(client.build()?), config)?;
-    let mut spec = MediaSpec::new(media_type);
-    if let Some(c) = category {
-        spec = spec.with_category(c);
-    }
+    let engine = Engine::new(protocol, config)?;
+    let identity = SourceIdentity::of(&source).await?;
+    let key = CheckpointKey::for_upload(&identity, &target);
+    let saved = resume::saved_for(&store, &key, &identity, &target, args.no_resume).await?;
     let started = SystemTime::now();
-    let handle = engine.upload(source, spec);
+    let handle = match saved {
+        Some(checkpoint) => {
+            checkpoint.source.check_unchanged(&identity).map_err(|e| {
+                anyhow::Error::new(e).context(format!(
+                    "{} changed since its upload was interrupted (checkpoint {}); run again \
+                     with --no-resume to discard the checkpoint and start over",
+                    args.file.display(),
+                    store.path_for(&key).display()
+                ))
+            })?;
+            resume::announce(&checkpoint, global);
+            engine.resume(checkpoint, source)
+        }
+        None => {
+            let mut spec = MediaSpec::new(media_type);
+            if let Some(c) = category {
+                spec = spec.with_category(c);
+            }
+            engine.upload(source, spec)
+        }
+    };
     let report = progress::follow(handle, global, Duration::from_secs(1)).await?;
     write_cli_report(args.report.as_deref(), report.clone(), Some(started)).await?;
     println!("{}", report.media_id);
@@ -158,9 +204,45 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
     Ok(())
 }
 
+/// A protocol that reports another target than its own base URL: the upstream behind a
+/// link proxy, whose port changes every run.
+#[derive(Debug)]
+struct Retargeted {
+    inner: XClient,
+    target: ProtocolTarget,
+}
+
+impl UploadProtocol for Retargeted {
+    fn describe(&self) -> ProtocolTarget {
+        self.target.clone()
+    }
+
+    fn max_append_payload(&self) -> u64 {
+        self.inner.max_append_payload()
+    }
+
+    fn init<'a>(&'a self, req: &'a InitRequest) -> BoxFuture<'a, chunkwise::Result<InitResponse>> {
+        self.inner.init(req)
+    }
+
+    fn append(&self, req: AppendRequest) -> BoxFuture<'_, chunkwise::Result<AppendResponse>> {
+        self.inner.append(req)
+    }
+
+    fn finalize<'a>(&'a self, id: &'a MediaId) -> BoxFuture<'a, chunkwise::Result<MediaStatus>> {
+        self.inner.finalize(id)
+    }
+
+    fn status<'a>(&'a self, id: &'a MediaId) -> BoxFuture<'a, chunkwise::Result<MediaStatus>> {
+        self.inner.status(id)
+    }
+}
+
 /// The settings layers plus this command's flags, which win over every layer.
 fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
-    let mut b = args.pins.apply(args.settings.builder());
+    let mut b = args
+        .checkpoints
+        .apply(args.pins.apply(args.settings.builder()));
     if let Some(url) = &args.base_url {
         b = b
             .origin("command line --base-url")

@@ -43,6 +43,7 @@
 mod auth;
 mod config;
 mod faults;
+mod persist;
 mod ratelimit;
 mod record;
 mod render;
@@ -114,6 +115,7 @@ impl Emulator {
             config: EmulatorConfig::default(),
             faults: FaultConfig::none(),
             bind: DEFAULT_BIND,
+            state_dir: None,
         }
     }
 }
@@ -129,6 +131,7 @@ pub struct EmulatorBuilder {
     config: EmulatorConfig,
     faults: FaultConfig,
     bind: SocketAddr,
+    state_dir: Option<PathBuf>,
 }
 
 impl EmulatorBuilder {
@@ -184,11 +187,25 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Keeps the upload sessions in `dir` (created if needed), and starts with the sessions
+    /// saved there: an emulator started again on the same directory (and, for a client to
+    /// carry on, the same address: [`bind`](Self::bind) the old [`EmulatorHandle::addr`])
+    /// knows the media ids, segments and processing of the one before. Segments are then
+    /// always kept as files in `dir` (never in memory), and nothing in `dir` is deleted at
+    /// shutdown. Sessions whose time ran out are dropped when loaded. Saved: every INIT,
+    /// APPEND and FINALIZE, each file written atomically (a temporary file renamed into
+    /// place); not saved: STATUS poll counts after FINALIZE, rate-limit windows, the request
+    /// log.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// Binds the socket and starts serving.
     ///
     /// # Errors
     /// `InvalidConfig` for an inconsistent configuration or no credentials; `Io` when the
-    /// address cannot be bound or the spill directory cannot be created.
+    /// address cannot be bound, or the spill or state directory cannot be created or read.
     pub async fn start(self) -> Result<EmulatorHandle> {
         self.config.validate()?;
         self.faults.validate()?;
@@ -225,12 +242,36 @@ impl EmulatorBuilder {
         let base_url = url::Url::parse(&format!("http://{addr}/")).map_err(|e| {
             Error::new(ErrorKind::Io, "cannot form the emulator's base URL").with_source(e)
         })?;
-        let media = state::MediaStore::new(self.config.id_seed, spill);
+        let clock = state::Clock::new();
+        let (media, clock) = match self.state_dir {
+            None => (state::MediaStore::new(self.config.id_seed, spill), clock),
+            Some(dir) => {
+                let shown = dir.display().to_string();
+                let io = |e: std::io::Error| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("cannot use the emulator state directory {shown}"),
+                    )
+                    .with_source(e)
+                };
+                let (dir, issued, saved) = persist::StateDir::open(dir).await.map_err(io)?;
+                let seed = self.config.id_seed;
+                // Loading checks that the segment files exist: blocking I/O.
+                tokio::task::spawn_blocking(move || {
+                    let media =
+                        state::MediaStore::persistent(seed, spill, &clock, dir, issued, saved);
+                    (media, clock)
+                })
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?
+            }
+        };
         let shared = Arc::new(server::Shared::new(
             self.config,
             auth::Account::from_credentials(self.credentials),
             media,
             faults::Faults::new(self.faults),
+            clock,
         ));
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, server::router(shared.clone()), rx));
@@ -278,6 +319,12 @@ impl EmulatorHandle {
     /// included yet).
     pub fn request_log(&self) -> Vec<RequestRecord> {
         self.shared.request_log()
+    }
+
+    /// How many requests have arrived so far, including those still in flight (their
+    /// [`RequestRecord::seq`] is below this number; a later request's is not).
+    pub fn requests_received(&self) -> u64 {
+        self.shared.requests_received()
     }
 
     /// Empties the request log.

@@ -71,6 +71,7 @@ impl Shared {
         accounts: Vec<Account>,
         media: MediaStore,
         faults: Faults,
+        clock: Clock,
     ) -> Self {
         // Base64 `media_data` carries 4 characters per 3 bytes; the one-shot upload carries a
         // whole image.
@@ -82,7 +83,7 @@ impl Shared {
             rate: RateLimiter::new(cfg.rate_limits),
             cfg,
             accounts,
-            clock: Clock::new(),
+            clock,
             media,
             faults,
             body_limit,
@@ -102,6 +103,10 @@ impl Shared {
         let mut v = self.log().clone();
         v.sort_by_key(|r| r.seq);
         v
+    }
+
+    pub(crate) fn requests_received(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
     }
 
     pub(crate) fn clear_log(&self) {

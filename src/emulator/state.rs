@@ -3,6 +3,7 @@
 
 use super::config::{EmulatorConfig, ProcessingTimeline};
 use super::faults::mix64;
+use super::persist::{self, STATE_VERSION, SavedPhase, SavedSegment, SavedSession, StateDir};
 use super::store::{self, Segment, SpillDir};
 use crate::error::ServerMessage;
 use crate::limits::MediaCategory;
@@ -48,6 +49,28 @@ impl Clock {
         self.start_epoch
             .saturating_add(self.since_start(t))
             .as_secs()
+    }
+
+    /// `t` as milliseconds since the Unix epoch (for the state directory).
+    pub(crate) fn epoch_ms(&self, t: Instant) -> u64 {
+        u64::try_from(
+            self.start_epoch
+                .saturating_add(self.since_start(t))
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// The instant of `ms` milliseconds since the Unix epoch (before the start if earlier).
+    pub(crate) fn instant_at_epoch_ms(&self, ms: u64) -> Instant {
+        let at = Duration::from_millis(ms);
+        match at.checked_sub(self.start_epoch) {
+            Some(after) => later(self.start, after),
+            None => self
+                .start
+                .checked_sub(self.start_epoch - at)
+                .unwrap_or(self.start),
+        }
     }
 
     pub(crate) fn advance(&self, by: Duration) {
@@ -145,6 +168,45 @@ impl Session {
 
     fn is_async(&self) -> bool {
         self.category.is_some_and(MediaCategory::is_async) && is_video_or_gif(&self.media_type)
+    }
+
+    /// The session as saved in the state directory; `None` once expired (nothing to keep).
+    fn saved(&self, clock: &Clock, id: u64) -> Option<SavedSession> {
+        let phase = match self.phase {
+            Phase::Initialized | Phase::Finalizing => SavedPhase::Initialized,
+            Phase::Ready => SavedPhase::Ready,
+            Phase::Processing { since, fail } => SavedPhase::Processing {
+                since_ms: clock.epoch_ms(since),
+                fail,
+            },
+            Phase::Expired => return None,
+        };
+        Some(SavedSession {
+            version: STATE_VERSION,
+            id,
+            media_key: self.media_key.clone(),
+            owner: self.owner,
+            additional_owners: self.additional_owners.clone(),
+            category: self.category.map(|c| c.as_str().to_string()),
+            media_type: self.media_type.clone(),
+            total_bytes: self.total_bytes,
+            expires_at_ms: clock.epoch_ms(self.expires_at),
+            segments: self
+                .segments
+                .iter()
+                .filter_map(|(index, seg)| {
+                    seg.file().map(|p| SavedSegment {
+                        index: *index,
+                        file: persist::file_name(p),
+                        len: seg.len(),
+                    })
+                })
+                .collect(),
+            phase,
+            sha256: self.sha256,
+            dims: self.dims,
+            status_polls: self.status_polls,
+        })
     }
 
     fn expire(&mut self) -> Vec<std::path::PathBuf> {
@@ -309,6 +371,7 @@ struct Sessions {
 pub(crate) struct MediaStore {
     sessions: Mutex<Sessions>,
     spill: Option<SpillDir>,
+    persist: Option<StateDir>,
 }
 
 impl MediaStore {
@@ -322,7 +385,93 @@ impl MediaStore {
                 },
             }),
             spill,
+            persist: None,
         }
+    }
+
+    /// A store that keeps its sessions in `dir`, starting with the ones saved there: those
+    /// that have not expired and whose segment files are all present (as listed).
+    pub(crate) fn persistent(
+        id_seed: u64,
+        spill: Option<SpillDir>,
+        clock: &Clock,
+        dir: StateDir,
+        ids_issued: u64,
+        saved: Vec<SavedSession>,
+    ) -> Self {
+        let now = clock.now();
+        let mut map = HashMap::new();
+        for s in saved {
+            let expires_at = clock.instant_at_epoch_ms(s.expires_at_ms);
+            if now >= expires_at {
+                continue;
+            }
+            let mut segments = BTreeMap::new();
+            let mut complete = true;
+            for seg in s.segments {
+                let path = dir.segment_path(&seg.file);
+                let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == seg.len);
+                if present {
+                    segments.insert(seg.index, Segment::File { path, len: seg.len });
+                } else {
+                    complete = false;
+                }
+            }
+            if !complete {
+                tracing::warn!(id = s.id, "an emulator session lost segment files");
+            }
+            let phase = match s.phase {
+                SavedPhase::Initialized => Phase::Initialized,
+                SavedPhase::Ready => Phase::Ready,
+                SavedPhase::Processing { since_ms, fail } => Phase::Processing {
+                    since: clock.instant_at_epoch_ms(since_ms),
+                    fail,
+                },
+            };
+            map.insert(
+                s.id,
+                Session {
+                    media_key: s.media_key,
+                    owner: s.owner,
+                    additional_owners: s.additional_owners,
+                    category: s.category.and_then(|c| c.parse().ok()),
+                    media_type: s.media_type,
+                    total_bytes: s.total_bytes,
+                    expires_at,
+                    segments,
+                    in_memory: 0,
+                    phase,
+                    sha256: s.sha256,
+                    dims: s.dims,
+                    status_polls: s.status_polls,
+                },
+            );
+        }
+        MediaStore {
+            sessions: Mutex::new(Sessions {
+                map,
+                ids: IdGen {
+                    seed: id_seed,
+                    n: ids_issued,
+                },
+            }),
+            spill,
+            persist: Some(dir),
+        }
+    }
+
+    /// Writes session `id` to the state directory, if there is one (removing its file if
+    /// the session is gone or expired).
+    async fn save(&self, clock: &Clock, id: u64) -> std::io::Result<()> {
+        let Some(dir) = &self.persist else {
+            return Ok(());
+        };
+        dir.write_session(id, || {
+            let g = self.lock();
+            let saved = g.map.get(&id).and_then(|s| s.saved(clock, id));
+            (saved, g.ids.n)
+        })
+        .await
     }
 
     fn lock(&self) -> MutexGuard<'_, Sessions> {
@@ -352,8 +501,18 @@ impl MediaStore {
         Ok(s)
     }
 
-    /// INIT: a new session (sizes are checked by the caller with [`check_init_size`]).
-    pub(crate) fn init(&self, clock: &super::state::Clock, m: NewMedia) -> InitView {
+    /// INIT: a new session (sizes are checked by the caller with [`check_init_size`]), saved
+    /// to the state directory if there is one (a failed save is logged: the session still
+    /// works until the emulator stops).
+    pub(crate) async fn init(&self, clock: &Clock, m: NewMedia) -> InitView {
+        let v = self.init_session(clock, m);
+        if let Err(e) = self.save(clock, v.id).await {
+            tracing::warn!(error = %e, id = v.id, "cannot save an emulator session");
+        }
+        v
+    }
+
+    fn init_session(&self, clock: &Clock, m: NewMedia) -> InitView {
         let now = clock.now();
         let mut g = self.lock();
         // Release the data of sessions whose time is up.
@@ -401,6 +560,22 @@ impl MediaStore {
         index: u32,
         data: Bytes,
     ) -> Result<u64, OpError> {
+        let expires = self
+            .store_segment(cfg, clock, user, id, index, data)
+            .await?;
+        self.save(clock, id).await.map_err(|_| OpError::Storage)?;
+        Ok(expires)
+    }
+
+    async fn store_segment(
+        &self,
+        cfg: &EmulatorConfig,
+        clock: &Clock,
+        user: u64,
+        id: u64,
+        index: u32,
+        data: Bytes,
+    ) -> Result<u64, OpError> {
         let len = data.len() as u64;
         {
             let mut g = self.lock();
@@ -408,8 +583,9 @@ impl MediaStore {
             appendable(s)?;
             let replaced = s.segments.get(&index).map_or(0, Segment::memory);
             let in_memory = s.in_memory.saturating_sub(replaced).saturating_add(len);
-            let spill =
-                self.spill.is_some() && cfg.spill_threshold_bytes.is_some_and(|t| in_memory > t);
+            let spill = self.persist.is_some()
+                || (self.spill.is_some()
+                    && cfg.spill_threshold_bytes.is_some_and(|t| in_memory > t));
             if !spill {
                 s.in_memory = in_memory;
                 let old = s.segments.insert(index, Segment::Memory(data));
@@ -421,13 +597,12 @@ impl MediaStore {
                 return Ok(clock.epoch_secs(s.expires_at));
             }
         }
-        let Some(dir) = &self.spill else {
-            return Err(OpError::Storage);
+        let written = match (&self.persist, &self.spill) {
+            (Some(dir), _) => dir.write_segment(id, index, &data).await,
+            (None, Some(dir)) => dir.write(id, index, &data).await,
+            (None, None) => return Err(OpError::Storage),
         };
-        let seg = dir
-            .write(id, index, &data)
-            .await
-            .map_err(|_| OpError::Storage)?;
+        let seg = written.map_err(|_| OpError::Storage)?;
         let mut g = self.lock();
         let s = match Self::live(&mut g.map, id, user, Access::Write, clock.now()).and_then(|s| {
             appendable(s)?;
@@ -449,6 +624,18 @@ impl MediaStore {
     /// FINALIZE: checks the segments, hashes the media, starts processing. Idempotent once
     /// finalized (answers the current state).
     pub(crate) async fn finalize(
+        &self,
+        cfg: &EmulatorConfig,
+        clock: &Clock,
+        user: u64,
+        id: u64,
+    ) -> Result<MediaView, OpError> {
+        let v = self.finalize_session(cfg, clock, user, id).await?;
+        self.save(clock, id).await.map_err(|_| OpError::Storage)?;
+        Ok(v)
+    }
+
+    async fn finalize_session(
         &self,
         cfg: &EmulatorConfig,
         clock: &Clock,
@@ -536,7 +723,7 @@ impl MediaStore {
         data: Bytes,
     ) -> Result<MediaView, OpError> {
         let user = m.owner;
-        let init = self.init(clock, m);
+        let init = self.init(clock, m).await;
         self.append(cfg, clock, user, init.id, 0, data).await?;
         self.finalize(cfg, clock, user, init.id).await
     }
@@ -722,7 +909,7 @@ mod tests {
         let st = MediaStore::new(1, None);
         let mut m = video(1, 1);
         m.expires_after_secs = u64::MAX;
-        let m = st.init(&clock, m);
+        let m = st.init(&clock, m).await;
         st.append(&cfg, &clock, 1, m.id, 0, Bytes::from_static(b"x"))
             .await
             .unwrap();
@@ -795,7 +982,7 @@ mod tests {
             in_progress: 2,
         };
         let st = MediaStore::new(1, None);
-        let m = st.init(&clock, video(1, 4));
+        let m = st.init(&clock, video(1, 4)).await;
         st.append(&cfg, &clock, 1, m.id, 0, Bytes::from_static(b"abcd"))
             .await
             .unwrap();
@@ -830,7 +1017,7 @@ mod tests {
             pending: Duration::from_secs(2),
             in_progress: Duration::from_secs(4),
         };
-        let m = st.init(&clock, video(1, 1));
+        let m = st.init(&clock, video(1, 1)).await;
         st.append(&cfg, &clock, 1, m.id, 0, Bytes::from_static(b"x"))
             .await
             .unwrap();
@@ -853,7 +1040,7 @@ mod tests {
         let clock = Clock::new();
         let cfg = EmulatorConfig::default();
         let st = MediaStore::new(1, None);
-        let m = st.init(&clock, video(1, 6));
+        let m = st.init(&clock, video(1, 6)).await;
         st.append(&cfg, &clock, 1, m.id, 0, Bytes::from_static(b"ab"))
             .await
             .unwrap();
@@ -895,7 +1082,7 @@ mod tests {
             ..EmulatorConfig::default()
         };
         let st = MediaStore::new(1, Some(SpillDir::create(None).await.unwrap()));
-        let m = st.init(&clock, video(1, 9));
+        let m = st.init(&clock, video(1, 9)).await;
         for (i, part) in [&b"abc"[..], b"def", b"ghi"].into_iter().enumerate() {
             st.append(
                 &cfg,

@@ -175,7 +175,7 @@ pub(crate) async fn handle(
         }
         Some("INIT") => {
             ex.rec.command = Command::Init;
-            init(sh, ex, user, &params)
+            init(sh, ex, user, &params).await
         }
         Some("APPEND") => {
             ex.rec.command = Command::Append;
@@ -197,8 +197,8 @@ pub(crate) async fn handle(
     }
 }
 
-fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
-    let mut run = || -> Result<Response, Reject> {
+async fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
+    let run = async {
         let total = required(p, "total_bytes")?;
         let media_type = required(p, "media_type")?;
         let total_bytes: u64 = total
@@ -218,17 +218,20 @@ fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
         check_init_size(&sh.cfg, category, media_type, total_bytes)
             .map_err(|e| render::v1_error(e, ""))?;
         let expires_after_secs = init_expiry(&sh.cfg, category, false);
-        let v = sh.media.init(
-            &sh.clock,
-            NewMedia {
-                owner: user,
-                category,
-                media_type: media_type.to_string(),
-                total_bytes,
-                additional_owners,
-                expires_after_secs,
-            },
-        );
+        let v = sh
+            .media
+            .init(
+                &sh.clock,
+                NewMedia {
+                    owner: user,
+                    category,
+                    media_type: media_type.to_string(),
+                    total_bytes,
+                    additional_owners,
+                    expires_after_secs,
+                },
+            )
+            .await;
         ex.rec.media_id = Some(v.id.to_string());
         #[derive(serde::Serialize)]
         struct Init<'a> {
@@ -238,7 +241,7 @@ fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
             media_key: Option<&'a str>,
             expires_after_secs: u64,
         }
-        Ok(wire::json_body(
+        Ok::<_, Reject>(wire::json_body(
             status_code(sh.cfg.v1_status.init),
             &Init {
                 media_id: v.id,
@@ -249,7 +252,7 @@ fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response {
             },
         ))
     };
-    run().unwrap_or_else(Reject::into_response)
+    run.await.unwrap_or_else(Reject::into_response)
 }
 
 /// A configured (validated 2xx) status code.

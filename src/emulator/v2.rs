@@ -155,17 +155,20 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
         }
         check_init_size(&sh.cfg, category, &media_type, total_bytes).map_err(render::v2_reject)?;
         let expires_after_secs = init_expiry(&sh.cfg, category, true);
-        let v = sh.media.init(
-            &sh.clock,
-            NewMedia {
-                owner: user,
-                category,
-                media_type,
-                total_bytes,
-                additional_owners,
-                expires_after_secs,
-            },
-        );
+        let v = sh
+            .media
+            .init(
+                &sh.clock,
+                NewMedia {
+                    owner: user,
+                    category,
+                    media_type,
+                    total_bytes,
+                    additional_owners,
+                    expires_after_secs,
+                },
+            )
+            .await;
         Ok::<_, Reject>(v)
     };
     match run.await {

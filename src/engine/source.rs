@@ -71,6 +71,17 @@ impl Source {
     pub async fn file(path: impl AsRef<Path>) -> Result<Source> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
+        // Refuse special files before opening: opening a FIFO blocks until a writer comes.
+        // (A missing path falls through to the open, which reports it.)
+        let probe = path.clone();
+        if let Ok(Ok(meta)) = tokio::task::spawn_blocking(move || std::fs::metadata(probe)).await {
+            if !meta.is_file() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{shown} is not a regular file"),
+                ));
+            }
+        }
         let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(File, PathBuf)> {
             let file = File::open(&path)?;
             Ok((file, path))

@@ -71,6 +71,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::auth::Credentials;
+use crate::checkpoint::FileCheckpointStore;
 use crate::engine::{DEFAULT_CONTROL_TIMEOUT, EngineConfig, PollingConfig, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::DEFAULT_MAX_APPEND_BYTES;
@@ -387,6 +388,13 @@ impl Settings {
     /// (its deadline pinned when `scheduler.request_deadline` is set), the retry policy, STATUS
     /// polling, the control timeout and the category-limit check.
     ///
+    /// **No checkpoint store**: a library caller gets no files written behind its back, so
+    /// this configuration saves no checkpoints. To make uploads resumable across processes,
+    /// as the `chunkwise` command line always does, use
+    /// [`resumable_engine_config`](Self::resumable_engine_config) (the store in
+    /// `checkpoint.dir`), or add a store of your own with
+    /// [`EngineConfig::with_checkpoint_store`].
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidConfig`] if a value is out of range (not for settings made by this
@@ -409,6 +417,25 @@ impl Settings {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The checkpoint store in `checkpoint.dir` ([`checkpoint_dir`](Self::checkpoint_dir)):
+    /// one file per interrupted upload. The directory is created at the first save.
+    pub fn checkpoint_store(&self) -> FileCheckpointStore {
+        FileCheckpointStore::new(self.checkpoint.dir.clone())
+    }
+
+    /// [`engine_config`](Self::engine_config) plus the [`checkpoint_store`](Self::checkpoint_store):
+    /// every upload saves its checkpoint in `checkpoint.dir` after INIT and acknowledged
+    /// segments, and removes it once FINALIZE succeeded. What the command line uses.
+    ///
+    /// # Errors
+    ///
+    /// As [`engine_config`](Self::engine_config).
+    pub fn resumable_engine_config(&self) -> Result<EngineConfig> {
+        Ok(self
+            .engine_config()?
+            .with_checkpoint_store(std::sync::Arc::new(self.checkpoint_store())))
     }
 
     /// An [`XClient`] builder for these `[api]` settings and `credentials`. Add an HTTP

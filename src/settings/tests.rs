@@ -632,3 +632,22 @@ fn to_toml_loads_back_to_the_same_values_and_shows_origins() {
         Some(Origin::File { line: Some(_), .. })
     ));
 }
+
+#[test]
+fn only_the_resumable_engine_config_saves_checkpoints() {
+    let s = Settings::builder()
+        .set("checkpoint.dir", "/var/tmp/chunkwise-ckpt")
+        .build()
+        .unwrap();
+    assert!(s.engine_config().unwrap().checkpoint_store.is_none());
+    assert!(
+        s.resumable_engine_config()
+            .unwrap()
+            .checkpoint_store
+            .is_some()
+    );
+    assert_eq!(
+        s.checkpoint_store().dir(),
+        std::path::Path::new("/var/tmp/chunkwise-ckpt")
+    );
+}
