@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use chunkwise::Credentials;
-use chunkwise::emulator::Emulator;
+use chunkwise::emulator::{Emulator, EmulatorConfig};
+use chunkwise::{Credentials, MediaCategory};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -15,6 +15,10 @@ pub(crate) struct ServeArgs {
     /// restarted emulator (on the same --listen address) lets clients carry on.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<std::path::PathBuf>,
+    /// Raise (or lower) the size limit of the video categories (tweet_video, amplify_video,
+    /// dm_video), e.g. `8GiB` for v2 accounts with larger limits. Default: 512 MiB.
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
+    video_max_bytes: Option<u64>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -22,8 +26,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(c) => (c, true),
         None => (chunkwise::emulator::demo_credentials(), false),
     };
+    let mut config = EmulatorConfig::default();
+    if let Some(max) = args.video_max_bytes {
+        for c in [
+            MediaCategory::TweetVideo,
+            MediaCategory::AmplifyVideo,
+            MediaCategory::DmVideo,
+        ] {
+            config.category_max_bytes.insert(c, max);
+        }
+    }
     let mut builder = Emulator::builder()
         .credentials(credentials)
+        .config(config)
         .bind(args.listen);
     if let Some(dir) = args.state_dir {
         builder = builder.state_dir(dir);
