@@ -1399,6 +1399,23 @@ impl AdaptiveStrategy {
 }
 
 impl Strategy for AdaptiveStrategy {
+    /// The estimates of [`AdaptiveStrategy::export_state`], as JSON, for checkpoints.
+    fn export_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(AdaptiveStrategy::export_state(self)).ok()
+    }
+
+    /// Starts warm from a checkpoint's estimates; a value that is not a valid
+    /// [`AdaptiveState`] (another strategy's, another version's, damaged) is ignored and the
+    /// controller stays cold.
+    fn import_state(&mut self, state: &serde_json::Value) {
+        let Ok(state) = serde_json::from_value::<AdaptiveState>(state.clone()) else {
+            return;
+        };
+        if let Ok(warm) = AdaptiveStrategy::from_state(self.config, &state) {
+            *self = warm;
+        }
+    }
+
     fn chunk_size(&mut self, ctx: &PlanContext) -> u64 {
         self.max_chunk_seen = Some(ctx.max_chunk);
         let wanted = match self.config.chunk {

@@ -501,6 +501,14 @@ impl Strategy for PinnedDeadline {
         self.inner.not_before(now)
     }
 
+    fn export_state(&self) -> Option<serde_json::Value> {
+        Strategy::export_state(&self.inner)
+    }
+
+    fn import_state(&mut self, state: &serde_json::Value) {
+        Strategy::import_state(&mut self.inner, state);
+    }
+
     fn observe(&mut self, obs: &Observation) {
         self.inner.observe(obs)
     }

@@ -1066,3 +1066,22 @@ async fn deadline_gain_sweep() {
         }
     }
 }
+
+/// The `Strategy` trait's state hooks (what checkpoints store) carry the same estimates, and a
+/// value that is not an adaptive state leaves the controller cold.
+#[tokio::test(start_paused = true)]
+async fn trait_state_hooks_warm_start_a_fresh_controller() {
+    let mut link = constant(10e6, 0.08);
+    link.reset_every = Some(6.0 * MIB as f64);
+    let (s, _) = warm(&link, 100 * MIB);
+    let json = Strategy::export_state(&s).expect("the adaptive strategy exports its state");
+    assert!(!json.to_string().contains("secret"));
+
+    let mut fresh = adaptive();
+    Strategy::import_state(&mut fresh, &json);
+    assert_eq!(fresh.export_state(), s.export_state());
+
+    let mut cold = adaptive();
+    Strategy::import_state(&mut cold, &serde_json::json!({"something": "else"}));
+    assert_eq!(cold.export_state(), adaptive().export_state());
+}
