@@ -123,6 +123,47 @@ pub fn ideal_time(profile: &LinkProfile, payload_bytes: u64, round_trips: RoundT
     IdealTime::compute(profile, Duration::ZERO, payload_bytes, round_trips).total
 }
 
+/// The smallest payload (a multiple of `granule` bytes, at most `max_bytes`) whose ideal time
+/// over `profile` (from schedule time 0, with `round_trips`) is at least `target`: how the
+/// bench harness and the scenario simulations size a file for a link. The ideal grows with
+/// the payload, so a bisection finds it; `max_bytes` is returned when even it falls short.
+/// A `granule` of 0 is treated as 1.
+///
+/// ```
+/// use chunkwise::link::{LinkProfile, RoundTrips, ideal_time, payload_for_ideal};
+/// use std::time::Duration;
+/// let p = LinkProfile::from_name("constant-10mbit-40ms")?;
+/// let size = payload_for_ideal(&p, Duration::from_secs(10), RoundTrips::CHUNKED_UPLOAD, 1024, 1 << 30);
+/// assert!(ideal_time(&p, size, RoundTrips::CHUNKED_UPLOAD) >= Duration::from_secs(10));
+/// assert!(ideal_time(&p, size - 1024, RoundTrips::CHUNKED_UPLOAD) < Duration::from_secs(10));
+/// # Ok::<(), chunkwise::Error>(())
+/// ```
+pub fn payload_for_ideal(
+    profile: &LinkProfile,
+    target: Duration,
+    round_trips: RoundTrips,
+    granule: u64,
+    max_bytes: u64,
+) -> u64 {
+    let granule = granule.max(1);
+    let reaches = |units: u64| ideal_time(profile, units * granule, round_trips) >= target;
+    let max_units = max_bytes / granule;
+    if !reaches(max_units) {
+        return max_bytes;
+    }
+    // Invariant: `lo` does not reach the target (or is 0), `hi` does.
+    let (mut lo, mut hi) = (0u64, max_units);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if reaches(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi * granule
+}
+
 /// `ideal / actual`: 1.0 means the upload used every opportunity; 0.0 if `actual` is zero.
 pub fn efficiency(ideal: Duration, actual: Duration) -> f64 {
     if actual.is_zero() {

@@ -40,7 +40,7 @@ mod proxy;
 mod schedule;
 mod trace;
 
-pub use ideal::{IdealTime, RoundTrips, efficiency, ideal_time};
+pub use ideal::{IdealTime, RoundTrips, efficiency, ideal_time, payload_for_ideal};
 pub use profiles::{
     DEFAULT_TRACE_DELAY, Faults, GENEROUS_DOWNLINK_BPS, Link, LinkProfile, MIN_QUEUE_BYTES,
     PROFILE_NAMES, QUEUE_DEPTH,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chunkwise::link::{LinkProfile, RoundTrips, ideal_time};
+use chunkwise::link::{LinkProfile, RoundTrips};
 
 /// The built-in synthetic profiles of a full run.
 ///
@@ -89,37 +89,27 @@ pub(crate) async fn resolve(name: &str, traces_dir: &Path) -> anyhow::Result<Lin
     })
 }
 
-/// The ideal time of an upload of `bytes` over `profile`, started at schedule time 0.
-fn ideal(profile: &LinkProfile, bytes: u64) -> Duration {
-    ideal_time(profile, bytes, RoundTrips::CHUNKED_UPLOAD)
-}
-
 /// The smallest file size (a multiple of [`SIZE_GRANULE`], at most [`MAX_FILE_BYTES`]) whose
 /// ideal time over `profile` from schedule time 0 is at least `target`.
-///
-/// The ideal grows with the size, so a bisection finds it.
 pub(crate) fn size_for_target(profile: &LinkProfile, target: Duration) -> u64 {
-    let max_units = MAX_FILE_BYTES / SIZE_GRANULE;
-    let reaches = |units: u64| ideal(profile, units * SIZE_GRANULE) >= target;
-    if !reaches(max_units) {
-        return MAX_FILE_BYTES;
-    }
-    // Invariant: `lo` does not reach the target (or is 0), `hi` does.
-    let (mut lo, mut hi) = (0u64, max_units);
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if reaches(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    hi * SIZE_GRANULE
+    chunkwise::link::payload_for_ideal(
+        profile,
+        target,
+        RoundTrips::CHUNKED_UPLOAD,
+        SIZE_GRANULE,
+        MAX_FILE_BYTES,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chunkwise::link::ideal_time;
+
+    /// The ideal time of an upload of `bytes` over `profile`, started at schedule time 0.
+    fn ideal(profile: &LinkProfile, bytes: u64) -> Duration {
+        ideal_time(profile, bytes, RoundTrips::CHUNKED_UPLOAD)
+    }
 
     #[test]
     fn solved_size_puts_the_ideal_at_the_target() {

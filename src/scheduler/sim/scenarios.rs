@@ -143,24 +143,15 @@ impl Cell {
 }
 
 /// The smallest file (a multiple of [`SIZE_GRANULE`], at most [`MAX_FILE`]) whose ideal time
-/// over `profile` is at least `target` (the ideal grows with the size: a bisection).
+/// over `profile` is at least `target`.
 fn size_for_target(profile: &LinkProfile, target: Duration) -> u64 {
-    let reaches = |units: u64| {
-        ideal_time(profile, units * SIZE_GRANULE, RoundTrips::CHUNKED_UPLOAD) >= target
-    };
-    let (mut lo, mut hi) = (0u64, MAX_FILE / SIZE_GRANULE);
-    if !reaches(hi) {
-        return MAX_FILE;
-    }
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if reaches(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    hi * SIZE_GRANULE
+    crate::link::payload_for_ideal(
+        profile,
+        target,
+        RoundTrips::CHUNKED_UPLOAD,
+        SIZE_GRANULE,
+        MAX_FILE,
+    )
 }
 
 fn scenario(name: &str, profile: LinkProfile, seeds: &[u64], expect: Expect) -> Scenario {
