@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -40,8 +40,53 @@ enum Inner {
         len: u64,
         /// The modification time when the file was opened, if the platform reports one.
         modified: Option<SystemTime>,
+        /// Segment buffers to read into, shared by the clones of this source.
+        pool: Arc<BufferPool>,
     },
     Bytes(Bytes),
+}
+
+/// Most free segment buffers a file source keeps for reuse.
+///
+/// Source: the pool only ever holds buffers that were in use at the same time, so it never
+/// exceeds the peak number of APPENDs in flight; this cap (the adaptive controller's
+/// `MAX_PARALLELISM_LIMIT`, 32) only guards against a strategy that allows more.
+pub(crate) const MAX_POOLED_BUFFERS: usize = 32;
+
+/// Free segment buffers of a file source, reused from one segment to the next.
+///
+/// Why: segment buffers are megabytes each and short-lived. With glibc's malloc, once the
+/// first one is freed the mmap threshold rises above that size, later ones come from the
+/// per-thread arenas, and freed segments stay resident: a 1 GiB upload with 8 × 5 MiB in
+/// flight peaked at 121.6 MiB instead of about 48 MiB (BENCHMARKS.md, "Memory"). Reusing the
+/// buffers keeps the peak at the bytes in flight whatever the allocator.
+#[derive(Debug, Default)]
+struct BufferPool {
+    free: std::sync::Mutex<Vec<BytesMut>>,
+}
+
+impl BufferPool {
+    /// A free buffer, or a new empty one.
+    fn take(&self) -> BytesMut {
+        self.free
+            .lock()
+            .ok()
+            .and_then(|mut f| f.pop())
+            .unwrap_or_default()
+    }
+
+    /// Keeps `buf` for reuse if nothing else refers to it and the pool is not full.
+    fn put(&self, buf: Bytes) {
+        let Ok(mut buf) = buf.try_into_mut() else {
+            return;
+        };
+        buf.clear();
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < MAX_POOLED_BUFFERS {
+                free.push(buf);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Source {
@@ -127,6 +172,7 @@ impl Source {
                 path: Arc::new(path),
                 len: meta.len(),
                 modified: meta.modified().ok(),
+                pool: Arc::default(),
             },
         })
     }
@@ -197,16 +243,26 @@ impl Source {
                 file,
                 len: expected,
                 modified,
+                pool,
                 ..
             } => {
                 let file = Arc::clone(file);
                 let expected = (*expected, *modified);
-                tokio::task::spawn_blocking(move || read_segment(&file, expected, offset, len))
+                let buf = pool.take();
+                tokio::task::spawn_blocking(move || read_segment(&file, expected, offset, len, buf))
                     .await
                     .map_err(|e| {
                         Error::new(ErrorKind::Io, "reading the source failed").with_source(e)
                     })?
             }
+        }
+    }
+
+    /// Hands back a segment read by [`read`](Self::read) once nothing else uses it, so its
+    /// buffer serves a later segment (file sources only; a no-op otherwise).
+    pub(crate) fn recycle(&self, segment: Bytes) {
+        if let Inner::File { pool, .. } = &self.inner {
+            pool.put(segment);
         }
     }
 }
@@ -232,6 +288,7 @@ fn read_segment(
     (expected, modified): (u64, Option<SystemTime>),
     offset: u64,
     len: u64,
+    mut buf: BytesMut,
 ) -> Result<Bytes> {
     let meta = file.metadata()?;
     let actual = meta.len();
@@ -251,9 +308,10 @@ fn read_segment(
             format!("a segment of {len} bytes does not fit in memory"),
         )
     })?;
-    let mut buf = vec![0u8; size];
+    buf.clear();
+    buf.resize(size, 0);
     match read_exact_at(file, &mut buf, offset) {
-        Ok(()) => Ok(Bytes::from(buf)),
+        Ok(()) => Ok(buf.freeze()),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Err(changed_size(expected, None).with_source(e))
         }
@@ -297,6 +355,30 @@ fn read_exact_at(_file: &File, _buf: &mut [u8], _offset: u64) -> std::io::Result
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// A recycled segment's buffer serves the next read (what keeps peak memory at the bytes in
+    /// flight); one still referenced elsewhere is not taken back.
+    #[tokio::test]
+    async fn recycled_buffers_are_reused_only_when_free() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&[7u8; 4096]).unwrap();
+        let s = Source::file(f.path()).await.unwrap();
+        let a = s.read(0, 1024).await.unwrap();
+        let ptr = a.as_ptr();
+        s.recycle(a);
+        let b = s.read(1024, 1024).await.unwrap();
+        assert_eq!(b.as_ptr(), ptr, "the buffer was reused");
+        assert_eq!(&b[..], &[7u8; 1024][..]);
+        let held = b.clone();
+        s.recycle(b);
+        let c = s.read(2048, 1024).await.unwrap();
+        assert_ne!(
+            c.as_ptr(),
+            held.as_ptr(),
+            "a buffer still in use is not handed out"
+        );
+        assert_eq!(&held[..], &[7u8; 1024][..]);
+    }
 
     fn temp_file(data: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();

@@ -874,10 +874,13 @@ impl Run {
             let req = AppendRequest {
                 media_id,
                 segment_index: segment.index,
-                data,
+                data: data.clone(),
                 sent: Some(Arc::clone(&sent)),
             };
             let result = guarded(protocol.append(req), deadline, stall, &sent, segment.len).await;
+            // The request is over and has dropped its body: the buffer can serve the next
+            // segment (kept only if nothing else still holds it).
+            source.recycle(data);
             AttemptDone {
                 id,
                 segment,
