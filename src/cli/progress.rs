@@ -38,6 +38,19 @@ fn line(p: &Progress, rate: f64) -> String {
     )
 }
 
+/// Average goodput since `started`, in bytes per second.
+fn rate(p: &Progress, started: Instant) -> f64 {
+    p.bytes_acked as f64 / started.elapsed().as_secs_f64().max(1e-3)
+}
+
+/// Prints `msg` above the bar on a terminal, or as a line on stderr.
+fn say(bar: Option<&ProgressBar>, msg: String) {
+    match bar {
+        Some(b) => b.println(msg),
+        None => eprintln!("{msg}"),
+    }
+}
+
 /// Remaining seconds at `rate`, if there is a rate.
 fn eta_secs(p: &Progress, rate: f64) -> Option<f64> {
     (rate > 0.0).then(|| (p.total_bytes - p.bytes_acked.min(p.total_bytes)) as f64 / rate)
@@ -80,13 +93,10 @@ pub(crate) async fn follow(
             }
             UploadEvent::Initialized { media_id, .. } => {
                 let msg = format!("initialized media {media_id}");
-                match &bar {
-                    Some(b) => b.println(msg),
-                    None => eprintln!("{msg}"),
-                }
+                say(bar.as_ref(), msg);
             }
             UploadEvent::Progress(p) => {
-                let rate = p.bytes_acked as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let rate = rate(&p, started);
                 match &bar {
                     Some(b) => {
                         b.set_position(p.bytes_acked);
@@ -114,10 +124,7 @@ pub(crate) async fn follow(
                     "segment {index} attempt {attempt} failed ({error}); retrying in {:.1}s",
                     delay.as_secs_f64()
                 );
-                match &bar {
-                    Some(b) => b.println(msg),
-                    None => eprintln!("{msg}"),
-                }
+                say(bar.as_ref(), msg);
             }
             UploadEvent::Finalizing => {
                 if let Some(b) = &bar {
@@ -166,7 +173,7 @@ async fn follow_json(mut handle: UploadHandle, every: Duration) -> chunkwise::Re
                     continue;
                 }
                 last = Some(Instant::now());
-                let rate = p.bytes_acked as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let rate = rate(&p, started);
                 tracing::info!(
                     target: TARGET,
                     bytes_acked = p.bytes_acked,
