@@ -145,7 +145,8 @@ pub enum AppendEncoding {
 /// - Encoding: [`AppendEncoding::Raw`].
 /// - Per-APPEND body limit: [`limits::DEFAULT_MAX_APPEND_BYTES`] (5 MiB).
 /// - HTTP client: rustls, [`CONNECT_TIMEOUT`], [`TCP_KEEPALIVE`], connection pooling,
-///   no redirects, user agent [`USER_AGENT`], no overall timeout.
+///   no redirects, user agent [`USER_AGENT`], no overall timeout, no `TCP_USER_TIMEOUT`
+///   (reqwest's 30 s default aborts connections that a slow link holds back).
 #[derive(Debug, Clone)]
 pub struct XClientBuilder {
     api: ApiVersion,
@@ -289,16 +290,29 @@ impl XClientBuilder {
 
         let http = match self.http {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .use_rustls_tls()
-                .user_agent(USER_AGENT)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_keepalive(TCP_KEEPALIVE)
-                // An upload API never redirects; following one would replay a streamed
-                // body that cannot be replayed, so a 3xx is reported instead.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| invalid("the HTTP client could not be built").with_source(e))?,
+            None => {
+                let builder = reqwest::Client::builder()
+                    .use_rustls_tls()
+                    .user_agent(USER_AGENT)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_keepalive(TCP_KEEPALIVE)
+                    // An upload API never redirects; following one would replay a streamed
+                    // body that cannot be replayed, so a 3xx is reported instead.
+                    .redirect(reqwest::redirect::Policy::none());
+                // reqwest (0.12.28) sets TCP_USER_TIMEOUT to 30 s by default on Linux, and
+                // Linux then also aborts (ETIMEDOUT) connections whose peer keeps its
+                // receive window shut, as a bottleneck that pushes back does. Over the
+                // bench's 1 Mbit/s link (no faults) pooled connections failed APPENDs 0.5-5 s
+                // after they started: 7 of 12 uploads lost an APPEND to it, none of 12 after
+                // this change (`chunkwise upload --link constant-1mbit-150ms`, 6 at a time).
+                // The engine's deadlines and stall detection watch every request instead,
+                // and TCP keepalive still finds dead idle connections.
+                #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+                let builder = builder.tcp_user_timeout(None);
+                builder
+                    .build()
+                    .map_err(|e| invalid("the HTTP client could not be built").with_source(e))?
+            }
         };
 
         let endpoints = Endpoints::new(self.api, &base);
@@ -494,6 +508,7 @@ impl XClient {
                     segment,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     error = %e,
+                    detail = ?e,
                     "x upload request failed"
                 );
                 return Err(transport_error(command, segment, e));
