@@ -41,7 +41,7 @@ pub(crate) struct UploadArgs {
     #[command(flatten)]
     pins: super::PinArgs,
     /// Use a named strategy preset of `chunkwise bench` (see `chunkwise bench --list`)
-    /// instead of the settings' scheduler.
+    /// instead of the settings' scheduler and retry policy (the retry seed is kept).
     #[arg(long, conflicts_with_all = ["chunk_size", "parallel"])]
     strategy: Option<String>,
     /// Record every APPEND attempt in the report (its `trace`).
@@ -166,7 +166,12 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
     let store = settings.checkpoint_store();
     let mut config = settings.resumable_engine_config()?;
     if let Some(name) = &args.strategy {
-        config.strategy = bench::strategy_config(name)?.strategy;
+        let preset = bench::strategy_config(name)?;
+        config.strategy = preset.strategy;
+        config.retry = chunkwise::RetryPolicy {
+            seed: config.retry.seed,
+            ..preset.retry
+        };
     }
     config.trace_requests = args.trace_requests;
     let engine = Engine::new(protocol, config)?;
