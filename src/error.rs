@@ -35,6 +35,13 @@ pub enum ErrorKind {
     Transport,
     /// A request exceeded its deadline or stalled. Retryable.
     Timeout,
+    /// The server could not be reached: no connection could be made (refused, no route,
+    /// name resolution, connect timeout), so nothing of the request was sent. Retryable: the
+    /// engine holds every request and probes with one at a time until the server answers
+    /// again, for up to [`RetryPolicy::max_unreachable`](crate::RetryPolicy::max_unreachable),
+    /// without spending a segment's attempts or the retry budget. Check the network and the
+    /// base URL if it persists.
+    Unreachable,
     /// The server answered 429 Too Many Requests. Retryable after [`Error::retry_after`].
     RateLimited,
     /// The server answered 401 or 403: the credentials are wrong, expired or lack the
@@ -71,6 +78,7 @@ impl ErrorKind {
             ErrorKind::Io => "i/o error",
             ErrorKind::Transport => "transport error",
             ErrorKind::Timeout => "request timed out",
+            ErrorKind::Unreachable => "server unreachable",
             ErrorKind::RateLimited => "rate limited",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Rejected => "request rejected",
@@ -160,6 +168,7 @@ impl Error {
             self.inner.kind,
             ErrorKind::Transport
                 | ErrorKind::Timeout
+                | ErrorKind::Unreachable
                 | ErrorKind::ServerError
                 | ErrorKind::RateLimited
         )

@@ -40,6 +40,9 @@ enum Fail {
 /// How long a scripted failure takes to come back.
 const FAIL_DELAY: Duration = Duration::from_millis(50);
 
+/// How long a refused connection takes to come back.
+const REFUSED_DELAY: Duration = Duration::from_millis(1);
+
 /// One APPEND call as the fake saw it.
 #[derive(Debug, Clone)]
 struct Call {
@@ -64,6 +67,11 @@ struct FakeState {
     known: std::collections::HashSet<MediaId>,
     /// Media ids INIT issued.
     issued: usize,
+    /// APPENDs refused while the server was unreachable: when, and how many APPENDs were
+    /// in flight then (this one included).
+    refused: Vec<(Instant, usize)>,
+    /// INITs refused while the server was unreachable.
+    refused_inits: usize,
 }
 
 type Hook = Box<dyn Fn(u32) + Send + Sync>;
@@ -93,6 +101,8 @@ struct Fake {
     append_expires_at: Option<u64>,
     /// Once this segment is stored, the server forgets every media id.
     forget_after: Option<u32>,
+    /// From when until when every request fails to connect ([`ErrorKind::Unreachable`]).
+    unreachable: Option<(Instant, Instant)>,
 }
 
 impl std::fmt::Debug for Fake {
@@ -119,7 +129,22 @@ impl Fake {
             init_expires: Some(86_399),
             append_expires_at: None,
             forget_after: None,
+            unreachable: None,
         }
+    }
+
+    /// Every request fails to connect from `from` until `until` after now.
+    fn unreachable(mut self, from: Duration, until: Duration) -> Self {
+        let now = Instant::now();
+        self.unreachable = Some((now + from, now + until));
+        self
+    }
+
+    /// Whether a request made now cannot reach the server.
+    fn is_unreachable(&self) -> bool {
+        let now = Instant::now();
+        self.unreachable
+            .is_some_and(|(from, until)| from <= now && now < until)
     }
 
     /// Forgets every media id, as a server does when they expire.
@@ -228,6 +253,14 @@ impl UploadProtocol for Fake {
 
     fn init<'a>(&'a self, _req: &'a InitRequest) -> BoxFuture<'a, crate::Result<InitResponse>> {
         async move {
+            if self.is_unreachable() {
+                self.st().refused_inits += 1;
+                tokio::time::sleep(REFUSED_DELAY).await;
+                return Err(Error::new(
+                    ErrorKind::Unreachable,
+                    "init: connection refused",
+                ));
+            }
             self.st().inits += 1;
             {
                 let mut left = self.init_failures.lock().unwrap();
@@ -256,6 +289,19 @@ impl UploadProtocol for Fake {
             let mut guard = InFlight::new(self);
             let index = req.segment_index;
             let len = req.data.len() as u64;
+            if self.is_unreachable() {
+                {
+                    let mut st = self.st();
+                    let in_flight = st.in_flight;
+                    st.refused.push((Instant::now(), in_flight));
+                }
+                tokio::time::sleep(REFUSED_DELAY).await;
+                guard.done = true;
+                return Err(Error::new(
+                    ErrorKind::Unreachable,
+                    "append: connection refused",
+                ));
+            }
             let sent = req.sent.clone().unwrap();
             assert!(
                 len <= self.max_payload,
@@ -1051,6 +1097,101 @@ async fn failed_init_is_retried_and_counted_as_a_control_retry() {
     let e = s.run(100, 19).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ServerError);
     assert!(s.fake.st().calls.is_empty());
+}
+
+/// No retry allowed at all: one attempt per request and no budget. Any failure that spent
+/// an attempt or the budget would end the upload.
+fn no_retries(c: &mut EngineConfig) {
+    c.retry.max_attempts = 1;
+    c.retry.budget_ratio = 0.0;
+    c.retry.budget_min = 0;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_server_is_probed_one_request_at_a_time_and_spends_no_attempt() {
+    // Two rounds of 3 APPENDs (100 ms each) get through; then the server cannot be reached
+    // for 30 s.
+    let fake = Fake::new(100).unreachable(Duration::from_millis(150), Duration::from_secs(30));
+    let (mut c, seen) = config(100, 3, Duration::from_secs(120), None);
+    no_retries(&mut c);
+    let s = setup_with(fake, (c, seen));
+    let data = random_bytes(2000, 31);
+    let started = Instant::now();
+    let report = s
+        .engine
+        .upload(Source::bytes(data.clone()), video())
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(s.fake.assembled(), data.to_vec());
+    let elapsed = started.elapsed();
+    let max_delay = RetryPolicy::default().max_delay;
+    assert!(
+        elapsed >= Duration::from_secs(30) && elapsed < Duration::from_secs(30) + 2 * max_delay,
+        "{elapsed:?}"
+    );
+
+    let refused = s.fake.st().refused.clone();
+    // The first refusals hit the requests of one round, sent together; every later one is
+    // a lone probe, spaced by the transient backoff (never more than max_delay apart).
+    let first = refused[0].0;
+    let probes: Vec<_> = refused.iter().filter(|(at, _)| *at > first).collect();
+    assert!(probes.len() >= 5, "{refused:?}");
+    assert!(
+        probes.iter().all(|(_, in_flight)| *in_flight == 1),
+        "{refused:?}"
+    );
+    for pair in refused.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 <= max_delay + REFUSED_DELAY,
+            "{refused:?}"
+        );
+    }
+    // Every refused attempt is in the report's count of retries (they were retried), yet
+    // none spent an attempt or the (empty) budget; the strategy heard of none of them.
+    assert_eq!(report.retries as usize, refused.len());
+    assert!(
+        s.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|o| o.outcome == Outcome::Success)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn init_waits_for_an_unreachable_server() {
+    let fake = Fake::new(100).unreachable(Duration::ZERO, Duration::from_secs(20));
+    let s = setup_tuned(fake, no_retries);
+    let report = s.run(300, 32).await.unwrap();
+    let st = s.fake.st();
+    assert_eq!(st.inits, 1);
+    assert!(st.refused_inits >= 5, "{}", st.refused_inits);
+    assert_eq!(report.control_retries as usize, st.refused_inits);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_unreachable_past_max_unreachable_ends_the_upload() {
+    let fake = Fake::new(100).unreachable(Duration::from_millis(150), Duration::from_secs(86_400));
+    let s = setup_tuned(fake, |c| {
+        c.retry.max_unreachable = Duration::from_secs(60);
+    });
+    let started = Instant::now();
+    let e = s.run(1000, 33).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Unreachable);
+    assert!(e.to_string().contains("max_unreachable"), "{e}");
+    assert!(e.segment().is_some(), "{e}");
+    assert!(
+        elapsed >= Duration::from_secs(60) && elapsed < Duration::from_secs(61),
+        "{elapsed:?}"
+    );
+    // A short outage does not end it: the same policy rides out 59 s.
+    let fake = Fake::new(100).unreachable(Duration::from_millis(150), Duration::from_secs(59));
+    let s = setup_tuned(fake, |c| {
+        c.retry.max_unreachable = Duration::from_secs(60);
+    });
+    s.run(1000, 33).await.unwrap();
 }
 
 mod resume;

@@ -200,6 +200,18 @@ struct Run {
     resumed_segments: u32,
     restarted: bool,
     finalized: bool,
+    /// Set while the server cannot be reached (see [`Outage`]).
+    outage: Option<Outage>,
+}
+
+/// A stretch of time in which requests could not reach the server
+/// ([`ErrorKind::Unreachable`]): every request waits for a probe, one at a time.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    /// When the first request failed to connect.
+    since: Instant,
+    /// Requests started since then that failed to connect too (they set the backoff).
+    probes: u32,
 }
 
 impl Run {
@@ -230,6 +242,7 @@ impl Run {
             resumed_segments: 0,
             restarted: false,
             finalized: false,
+            outage: None,
         }
     }
 
@@ -247,6 +260,60 @@ impl Run {
     fn budget_limit(&self) -> u32 {
         let segments = self.plan.as_ref().map_or(1, Plan::projected_segments);
         self.task.config.retry.budget(segments)
+    }
+
+    /// A request started at `started` failed to connect: the delay before the next request
+    /// may probe the server, or `Err` with how long the server has been unreachable once
+    /// that reaches the policy's `max_unreachable`.
+    fn unreachable(
+        &mut self,
+        started: Instant,
+        now: Instant,
+    ) -> std::result::Result<Duration, Duration> {
+        let max = self.task.config.retry.max_unreachable;
+        let outage = self.outage.get_or_insert(Outage {
+            since: now,
+            probes: 0,
+        });
+        let down = now.saturating_duration_since(outage.since);
+        if down >= max {
+            return Err(down);
+        }
+        // Requests already in flight when the outage began fail together and tell the same
+        // thing once; only later ones are probes that lengthen the backoff.
+        let retry = outage.probes;
+        if started >= outage.since {
+            outage.probes += 1;
+        }
+        Ok(self.backoff.delay(retry, false, None).min(max - down))
+    }
+
+    /// The error that ends an upload whose server stayed unreachable for `down`.
+    fn unreachable_too_long(&self, last: Error, down: Duration) -> Error {
+        let max = self.task.config.retry.max_unreachable;
+        let segment = last.segment();
+        let error = Error::new(
+            ErrorKind::Unreachable,
+            format!(
+                "the server could not be reached for {down:.1?} (retry max_unreachable is \
+                 {max:?}): check the network and the base URL"
+            ),
+        )
+        .with_source(last);
+        match segment {
+            Some(index) => error.with_segment(index),
+            None => error,
+        }
+    }
+
+    /// A request started at `started` reached the server. That ends an outage, unless the
+    /// request began before it (then only its success does: an old connection's failure
+    /// says nothing of new ones).
+    fn reached(&mut self, started: Instant, success: bool) {
+        if self.outage.is_some_and(|o| success || started >= o.since) {
+            tracing::debug!("server reachable again");
+            self.outage = None;
+        }
     }
 
     /// Runs the upload until it ends or is cancelled.
@@ -582,6 +649,9 @@ impl Run {
         self.paused = wanted;
         let Some(mode) = wanted else {
             tracing::info!("upload resumed");
+            // Time spent paused is not time the server was found unreachable: the next
+            // failure to connect starts a new outage.
+            self.outage = None;
             self.emit(UploadEvent::Resumed);
             return;
         };
@@ -656,6 +726,7 @@ impl Run {
         let timeout = self.task.config.control_timeout;
         let mut attempt = 1;
         loop {
+            let started = Instant::now();
             let result = match tokio::time::timeout(timeout, call()).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::new(
@@ -664,9 +735,24 @@ impl Run {
                 )),
             };
             let e = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.reached(started, true);
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
+            if e.kind() == ErrorKind::Unreachable {
+                // Spends no attempt and no budget (see `RetryPolicy`).
+                let delay = match self.unreachable(started, Instant::now()) {
+                    Ok(delay) => delay,
+                    Err(down) => return Err(self.unreachable_too_long(e, down)),
+                };
+                self.rec.control_retries += 1;
+                tracing::debug!(request = what, ?delay, error = %e, "server unreachable; waiting");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            self.reached(started, false);
             if !e.is_retryable() || attempt >= max_attempts {
                 return Err(with_attempts(e, attempt));
             }
@@ -703,6 +789,7 @@ impl Run {
                 .collect(),
             hold_until: None,
             next_id: 0,
+            unreached: HashMap::new(),
         };
         loop {
             self.sync_control(Some(&mut sched));
@@ -748,10 +835,14 @@ impl Run {
     fn fill(&mut self, sched: &mut Scheduler) -> Option<Instant> {
         loop {
             let now = Instant::now();
-            let allowed = self
-                .strategy
-                .max_in_flight(now)
-                .clamp(1, MAX_IN_FLIGHT_LIMIT);
+            // While the server is unreachable, one request at a time probes it.
+            let allowed = if self.outage.is_some() {
+                1
+            } else {
+                self.strategy
+                    .max_in_flight(now)
+                    .clamp(1, MAX_IN_FLIGHT_LIMIT)
+            };
             self.task.shared.with(|s| {
                 s.progress.max_in_flight = allowed;
                 s.progress.in_flight = sched.in_flight.len();
@@ -946,6 +1037,12 @@ impl Run {
             }
         };
         let outcome = error.as_ref().map_or(Outcome::Success, |(o, _)| *o);
+        let unreachable = error
+            .as_ref()
+            .is_some_and(|(_, e)| e.kind() == ErrorKind::Unreachable);
+        if !unreachable {
+            self.reached(done.started, error.is_none());
+        }
         let obs = Observation {
             segment_index: index,
             bytes: done.segment.len,
@@ -955,7 +1052,11 @@ impl Run {
             in_flight,
             app_limited,
         };
-        self.strategy.observe(&obs);
+        if !unreachable {
+            // A request that never connected carried nothing: it says nothing of the link's
+            // rate, latency or loss.
+            self.strategy.observe(&obs);
+        }
         let latency = done.finished.saturating_duration_since(done.started);
         let record = AttemptRecord {
             segment: index,
@@ -991,28 +1092,42 @@ impl Run {
         };
 
         let error = error.with_segment(index);
-        if outcome == Outcome::Fatal || done.attempt >= self.task.config.retry.max_attempts {
-            return Err(with_attempts(error, done.attempt));
-        }
-        let limit = self.budget_limit();
-        if !self.budget.try_spend(limit) {
-            return Err(
-                budget_exhausted(error, self.budget.spent(), limit, done.attempt)
-                    .with_segment(index),
-            );
-        }
-        let throttled = error.is_throttled();
-        let delay = self
-            .backoff
-            .delay(done.attempt - 1, throttled, error.retry_after());
         let now = Instant::now();
-        if let (true, Some(ra)) = (throttled, error.retry_after()) {
-            // Retry-After is a protocol rule, not a tuning choice: no request starts before
-            // it ends, whatever the strategy says (the strategy is told too, through the
-            // observation, and may hold longer).
-            let until = now + ra;
+        let delay = if unreachable {
+            // Nothing reached the server: no attempt of the segment and no budget is spent,
+            // and every request waits for the next probe (see `RetryPolicy`).
+            *sched.unreached.entry(index).or_default() += 1;
+            let delay = match self.unreachable(done.started, now) {
+                Ok(delay) => delay,
+                Err(down) => return Err(self.unreachable_too_long(error, down)),
+            };
+            let until = now + delay;
             sched.hold_until = Some(sched.hold_until.map_or(until, |h| h.max(until)));
-        }
+            delay
+        } else {
+            let unreached = sched.unreached.get(&index).copied().unwrap_or(0);
+            let counted = done.attempt.saturating_sub(unreached).max(1);
+            if outcome == Outcome::Fatal || counted >= self.task.config.retry.max_attempts {
+                return Err(with_attempts(error, done.attempt));
+            }
+            let limit = self.budget_limit();
+            if !self.budget.try_spend(limit) {
+                return Err(
+                    budget_exhausted(error, self.budget.spent(), limit, done.attempt)
+                        .with_segment(index),
+                );
+            }
+            let throttled = error.is_throttled();
+            if let (true, Some(ra)) = (throttled, error.retry_after()) {
+                // Retry-After is a protocol rule, not a tuning choice: no request starts
+                // before it ends, whatever the strategy says (the strategy is told too,
+                // through the observation, and may hold longer).
+                let until = now + ra;
+                sched.hold_until = Some(sched.hold_until.map_or(until, |h| h.max(until)));
+            }
+            self.backoff
+                .delay(counted - 1, throttled, error.retry_after())
+        };
         tracing::debug!(
             segment = index,
             attempt = done.attempt,
@@ -1097,6 +1212,9 @@ struct Scheduler {
     pending: VecDeque<Pending>,
     hold_until: Option<Instant>,
     next_id: u64,
+    /// Per segment, its attempts that failed to reach the server (not counted against
+    /// `max_attempts`).
+    unreached: HashMap<u32, u32>,
 }
 
 impl Scheduler {

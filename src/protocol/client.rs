@@ -796,18 +796,19 @@ fn with_segment_opt(error: Error, segment: Option<u32>) -> Error {
     }
 }
 
-/// A reqwest failure without an HTTP status: a timeout → `Timeout`, anything else
-/// (connect, reset, truncated body) → `Transport`.
+/// A reqwest failure without an HTTP status: no connection (refused, unreachable, connect
+/// timeout) → `Unreachable`, a timeout → `Timeout`, anything else (reset, truncated body) →
+/// `Transport`.
 fn transport_error(command: Command, segment: Option<u32>, e: reqwest::Error) -> Error {
-    let error = if e.is_timeout() {
+    let error = if e.is_connect() {
+        Error::new(
+            ErrorKind::Unreachable,
+            format!("could not connect for {command}: check the network and the base URL"),
+        )
+    } else if e.is_timeout() {
         Error::new(
             ErrorKind::Timeout,
             format!("the {command} request timed out; it will be retried"),
-        )
-    } else if e.is_connect() {
-        Error::new(
-            ErrorKind::Transport,
-            format!("could not connect for {command}: check the network and the base URL"),
         )
     } else if e.is_builder() {
         Error::new(
@@ -1916,7 +1917,7 @@ mod wire_tests {
     }
 
     #[tokio::test]
-    async fn connection_refused_is_a_transport_error() {
+    async fn connection_refused_is_unreachable() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
@@ -1929,7 +1930,7 @@ mod wire_tests {
             .append(append("42", 4, pattern(10), None))
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Transport);
+        assert_eq!(e.kind(), ErrorKind::Unreachable);
         assert!(e.is_retryable());
         assert_eq!(e.segment(), Some(4));
         assert_eq!(e.status(), None);

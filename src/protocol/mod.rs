@@ -10,8 +10,10 @@
 //! - read ids as strings (`media_id_string`, `data.id`);
 //! - map failures onto [`crate::Error`] kinds: 401/403 → `Unauthorized`, 429 → `RateLimited`
 //!   with the delay from `Retry-After` or `x-rate-limit-reset`, 408 and 5xx → `ServerError`,
-//!   other 4xx → `Rejected` (with the server's message), connection failures → `Transport`,
-//!   an unparseable 2xx body → `Protocol`;
+//!   other 4xx → `Rejected` (with the server's message), no connection made (refused, no
+//!   route, connect timeout) → `Unreachable` (the engine then waits for the server without
+//!   spending attempts), a connection lost or timed out mid-request → `Transport` or
+//!   `Timeout`, an unparseable 2xx body → `Protocol`;
 //! - treat a processing state it does not know as pending.
 
 // The X client (v1.1 and v2 over reqwest) and the response parsers live in submodules

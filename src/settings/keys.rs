@@ -144,6 +144,8 @@ keys! {
         "Upload-wide retries allowed, as a share of the segments.";
     "retry.budget_min" => retry.budget_min: u32, budget_min, "count", [],
         "Upload-wide retries allowed at least.";
+    "retry.max_unreachable" => retry.max_unreachable: Duration, max_unreachable, "duration", [],
+        "How long the server may stay unreachable (every connection failing) before the upload gives up.";
     "retry.seed" => retry.seed: Option<u64>, retry_seed, "integer", [],
         "Seed of the backoff jitter; unset: from the OS.";
     "polling.default_check_after" => polling.default_check_after: Duration, default_check_after, "duration",

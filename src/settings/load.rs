@@ -122,6 +122,8 @@ struct RetryDef {
     max_delay: Duration,
     budget_ratio: f64,
     budget_min: u32,
+    #[serde(with = "values::duration")]
+    max_unreachable: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
 }

@@ -108,6 +108,7 @@ fn every_key_can_be_set_from_the_environment_and_copied() {
         ("retry.max_delay", "20s"),
         ("retry.budget_ratio", "0.25"),
         ("retry.budget_min", "4"),
+        ("retry.max_unreachable", "5m"),
         ("retry.seed", "42"),
         ("polling.default_check_after", "3s"),
         ("polling.min_check_after", "2s"),
