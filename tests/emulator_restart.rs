@@ -57,7 +57,8 @@ async fn a_restart_mid_upload_keeps_the_session_and_the_bytes() {
     while let Some(event) = upload.next_event().await {
         match &event {
             UploadEvent::SegmentDone { .. } => done += 1,
-            UploadEvent::Retry { error, .. } if error.contains("could not connect") => {
+            UploadEvent::Unreachable { error, .. } => {
+                assert!(error.contains("could not connect"), "{error}");
                 refused += 1;
             }
             _ => {}

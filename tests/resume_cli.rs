@@ -414,3 +414,29 @@ async fn bad_files_and_settings_fail_before_any_request() {
     assert!(emu.request_log().is_empty(), "nothing was sent");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_while_waited_for_and_then_as_the_error() {
+    let (_tmp, file, dir, _) = files();
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut cmd = chunkwise();
+    cmd.args(["upload", "--base-url", &format!("http://{addr}")])
+        .args(["--set", "retry.max_unreachable=1s", "--checkpoint-dir"])
+        .arg(&dir)
+        .arg(&file);
+    let stderr = fail(cmd).await;
+    // While waiting: what is wrong, when the next try comes, and when it gives up.
+    assert!(
+        stderr.contains("no connection to the server for") && stderr.contains("giving up in"),
+        "{stderr}"
+    );
+    // At the end: how long it waited, the setting that bounds the wait, and what to check.
+    assert!(stderr.contains("max_unreachable is 1s"), "{stderr}");
+    assert!(
+        stderr.contains("check the network and the base URL"),
+        "{stderr}"
+    );
+}

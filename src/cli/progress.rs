@@ -126,6 +126,21 @@ pub(crate) async fn follow(
                 );
                 say(bar.as_ref(), msg);
             }
+            UploadEvent::Unreachable {
+                down,
+                retry_in,
+                gives_up_in,
+                error,
+            } => {
+                let msg = format!(
+                    "no connection to the server for {:.1}s; trying again in {:.1}s, giving up \
+                     in {:.0}s ({error})",
+                    down.as_secs_f64(),
+                    retry_in.as_secs_f64(),
+                    gives_up_in.as_secs_f64()
+                );
+                say(bar.as_ref(), msg);
+            }
             UploadEvent::Finalizing => {
                 if let Some(b) = &bar {
                     b.set_message("finalizing");
@@ -199,6 +214,21 @@ async fn follow_json(mut handle: UploadHandle, every: Duration) -> chunkwise::Re
                     delay_secs = delay.as_secs_f64(),
                     error = %error,
                     "retrying"
+                );
+            }
+            UploadEvent::Unreachable {
+                down,
+                retry_in,
+                gives_up_in,
+                error,
+            } => {
+                tracing::warn!(
+                    target: TARGET,
+                    down_secs = down.as_secs_f64(),
+                    retry_in_secs = retry_in.as_secs_f64(),
+                    gives_up_in_secs = gives_up_in.as_secs_f64(),
+                    error = %error,
+                    "server unreachable"
                 );
             }
             UploadEvent::Finalizing => tracing::info!(target: TARGET, "finalizing"),

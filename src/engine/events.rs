@@ -92,6 +92,21 @@ pub enum UploadEvent {
         /// The failure, as text.
         error: String,
     },
+    /// A request (INIT, an APPEND, FINALIZE or STATUS) could not connect to the server
+    /// ([`ErrorKind::Unreachable`](crate::ErrorKind::Unreachable)). Every request waits and
+    /// one at a time probes the server; the attempt is not counted against the request's
+    /// attempts or the retry budget (see [`RetryPolicy`](crate::RetryPolicy)). Comes instead
+    /// of [`Retry`](UploadEvent::Retry) for such a failure.
+    Unreachable {
+        /// How long the server has been unreachable so far.
+        down: Duration,
+        /// When the next request may probe it.
+        retry_in: Duration,
+        /// How much longer the upload waits for the server before it fails.
+        gives_up_in: Duration,
+        /// The failure, as text.
+        error: String,
+    },
     /// Every segment was acknowledged; FINALIZE is being sent.
     Finalizing,
     /// The server is processing the media; the next STATUS is sent after `check_after`.

@@ -1117,12 +1117,8 @@ async fn an_unreachable_server_is_probed_one_request_at_a_time_and_spends_no_att
     let s = setup_with(fake, (c, seen));
     let data = random_bytes(2000, 31);
     let started = Instant::now();
-    let report = s
-        .engine
-        .upload(Source::bytes(data.clone()), video())
-        .join()
-        .await
-        .unwrap();
+    let (events, report) = run_collect(s.engine.upload(Source::bytes(data.clone()), video())).await;
+    let report = report.unwrap();
     assert_eq!(s.fake.assembled(), data.to_vec());
     let elapsed = started.elapsed();
     let max_delay = RetryPolicy::default().max_delay;
@@ -1150,6 +1146,28 @@ async fn an_unreachable_server_is_probed_one_request_at_a_time_and_spends_no_att
     // Every refused attempt is in the report's count of retries (they were retried), yet
     // none spent an attempt or the (empty) budget; the strategy heard of none of them.
     assert_eq!(report.retries as usize, refused.len());
+    // Each was reported as the server being unreachable, none as an ordinary retry, with
+    // the time left before the upload would give up.
+    let unreachable: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            UploadEvent::Unreachable {
+                down, gives_up_in, ..
+            } => Some(*down + *gives_up_in),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unreachable.len(), refused.len());
+    let max_unreachable = RetryPolicy::default().max_unreachable;
+    assert!(
+        unreachable.iter().all(|t| *t == max_unreachable),
+        "{unreachable:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, UploadEvent::Retry { .. }))
+    );
     assert!(
         s.seen
             .lock()

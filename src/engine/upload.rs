@@ -288,6 +288,19 @@ impl Run {
         Ok(self.backoff.delay(retry, false, None).min(max - down))
     }
 
+    /// Logs and reports a request that could not connect, `delay` before the next probe.
+    fn announce_unreachable(&self, error: &Error, delay: Duration) {
+        let down = self.outage.map_or(Duration::ZERO, |o| o.since.elapsed());
+        let gives_up_in = self.task.config.retry.max_unreachable.saturating_sub(down);
+        tracing::debug!(?down, ?delay, error = %error, "server unreachable; holding every request");
+        self.emit(UploadEvent::Unreachable {
+            down,
+            retry_in: delay,
+            gives_up_in,
+            error: error.to_string(),
+        });
+    }
+
     /// The error that ends an upload whose server stayed unreachable for `down`.
     fn unreachable_too_long(&self, last: Error, down: Duration) -> Error {
         let max = self.task.config.retry.max_unreachable;
@@ -748,7 +761,7 @@ impl Run {
                     Err(down) => return Err(self.unreachable_too_long(e, down)),
                 };
                 self.rec.control_retries += 1;
-                tracing::debug!(request = what, ?delay, error = %e, "server unreachable; waiting");
+                self.announce_unreachable(&e, delay);
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -1128,19 +1141,23 @@ impl Run {
             self.backoff
                 .delay(counted - 1, throttled, error.retry_after())
         };
-        tracing::debug!(
-            segment = index,
-            attempt = done.attempt,
-            ?delay,
-            error = %error,
-            "append failed; retrying"
-        );
-        self.emit(UploadEvent::Retry {
-            index,
-            attempt: done.attempt,
-            delay,
-            error: error.to_string(),
-        });
+        if unreachable {
+            self.announce_unreachable(&error, delay);
+        } else {
+            tracing::debug!(
+                segment = index,
+                attempt = done.attempt,
+                ?delay,
+                error = %error,
+                "append failed; retrying"
+            );
+            self.emit(UploadEvent::Retry {
+                index,
+                attempt: done.attempt,
+                delay,
+                error: error.to_string(),
+            });
+        }
         sched.waiting.push(Waiting {
             segment: done.segment,
             attempt: done.attempt + 1,
