@@ -12,8 +12,10 @@
 //! segments and the per-APPEND payload limit (5 MiB on the wire, 3/4 of it in base64); up to
 //! the strategy's limit of APPENDs run in parallel, each under a deadline, and a failed one is
 //! retried alone with the same `segment_index` after a jittered backoff (or the server's
-//! `Retry-After`), within an upload-wide retry budget; every attempt's outcome is reported
-//! back to the strategy; once every segment is acknowledged, FINALIZE assembles the media and,
+//! `Retry-After`), within an upload-wide retry budget (a request that cannot connect at all
+//! spends neither: the upload waits for the server, probing one request at a time, for up to
+//! [`RetryPolicy::max_unreachable`]); every attempt's outcome is reported back to the
+//! strategy; once every segment is acknowledged, FINALIZE assembles the media and,
 //! for video and GIF, STATUS is polled as the server's `check_after_secs` asks until
 //! processing succeeds, fails, or a deadline passes. The caller follows the upload through
 //! [`UploadEvent`]s on its [`UploadHandle`] and gets an [`UploadReport`] (goodput, APPEND
