@@ -196,8 +196,8 @@ async fn v2_chunk_grows_to_stay_within_1000_segments_base64() {
 
 /// Base64 segments carry at most 3/4 of the body limit in payload: with the default 5 MiB
 /// limit, 3.75 MiB of payload is exactly 5 MiB of `media_data` on the wire, which the emulator
-/// accepts. A pinned chunk above the payload limit (and above the 4 MiB default, which is
-/// trimmed) is refused before any request.
+/// accepts. A pinned chunk above the payload limit (even the fixed strategy's 4 MiB default)
+/// is refused before any request.
 #[tokio::test]
 async fn base64_payload_is_three_quarters_of_the_body_limit() {
     const LIMIT: u64 = 5 * 1024 * 1024 / 4 * 3;
@@ -207,20 +207,25 @@ async fn base64_payload_is_three_quarters_of_the_body_limit() {
         chunkwise::protocol::UploadProtocol::max_append_payload(&*protocol),
         LIMIT
     );
-    let too_big = chunkwise::Engine::new(
-        protocol.clone(),
-        chunkwise::EngineConfig::default().with_fixed_strategy(
-            chunkwise::scheduler::FixedStrategy::new(
-                5 * 1024 * 1024,
-                2,
-                std::time::Duration::from_secs(30),
-            ),
+    for fixed in [
+        chunkwise::scheduler::FixedStrategy::new(
+            5 * 1024 * 1024,
+            2,
+            std::time::Duration::from_secs(30),
         ),
-    );
-    assert_eq!(
-        too_big.err().map(|e| e.kind()),
-        Some(ErrorKind::InvalidConfig)
-    );
+        chunkwise::scheduler::FixedStrategy::default(),
+    ] {
+        let too_big = chunkwise::Engine::new(
+            protocol.clone(),
+            chunkwise::EngineConfig::default().with_fixed_strategy(fixed),
+        );
+        let e = too_big.expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(
+            e.to_string().contains(&format!("at most {LIMIT} bytes")),
+            "{e}"
+        );
+    }
 
     let engine = engine(protocol, LIMIT, 2);
     let bytes = data(9 * 1024 * 1024, 5);

@@ -199,21 +199,22 @@ impl Engine {
     ///
     /// [`ErrorKind::InvalidConfig`] if `config` does not pass [`EngineConfig::validate`], or
     /// its strategy asks for segments larger than the protocol's per-APPEND payload limit
-    /// ([`UploadProtocol::max_append_payload`]). A chunk size up to the 4 MiB default
-    /// ([`DEFAULT_FIXED_CHUNK`](crate::scheduler::DEFAULT_FIXED_CHUNK)) is always accepted
-    /// and trimmed to the limit when it is lower (base64 APPENDs carry at most 3.75 MiB), so
-    /// the default configuration works with every protocol.
+    /// ([`UploadProtocol::max_append_payload`]): for example a
+    /// [`FixedStrategy::default`](crate::scheduler::FixedStrategy)'s 4 MiB with base64
+    /// APPENDs, which carry at most 3.75 MiB. The default configuration (the adaptive
+    /// strategy) sizes its chunks within the limit of every protocol.
     pub fn new(protocol: Arc<dyn UploadProtocol>, config: EngineConfig) -> Result<Engine> {
         config.validate()?;
         let max = protocol.max_append_payload();
         let mut probe = (config.strategy)();
         let chunk = config::probe_chunk_size(probe.as_mut(), tokio::time::Instant::now(), max);
-        if chunk > max.max(crate::scheduler::DEFAULT_FIXED_CHUNK) {
+        if chunk > max {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
                 format!(
                     "the strategy's chunk size is {chunk} bytes, above the protocol's \
-                     per-APPEND payload limit of {max} bytes"
+                     per-APPEND payload limit of {max} bytes: pin a chunk of at most {max} \
+                     bytes (base64 `media_data` carries 3/4 of the body limit)"
                 ),
             ));
         }

@@ -174,6 +174,9 @@ impl FixedStrategy {
 }
 
 impl Default for FixedStrategy {
+    /// [`DEFAULT_FIXED_CHUNK`] (4 MiB), [`DEFAULT_FIXED_PARALLELISM`] and
+    /// [`DEFAULT_FIXED_DEADLINE`]. 4 MiB is above the payload limit of base64 APPENDs
+    /// (3.75 MiB): pin a chunk within the limit with [`FixedStrategy::new`] there.
     fn default() -> Self {
         FixedStrategy::new(
             DEFAULT_FIXED_CHUNK,
