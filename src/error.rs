@@ -30,8 +30,9 @@ pub enum ErrorKind {
     InvalidConfig,
     /// Reading the source failed (missing, unreadable, changed size during the upload).
     Io,
-    /// The request never got a complete HTTP response: connect failure, reset, dropped
-    /// connection, truncated body. Retryable.
+    /// The request never got a complete HTTP response after its connection was made: reset,
+    /// dropped connection, truncated body. Retryable. (No connection at all is
+    /// [`Unreachable`](ErrorKind::Unreachable).)
     Transport,
     /// A request exceeded its deadline or stalled. Retryable.
     Timeout,
