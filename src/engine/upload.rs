@@ -262,14 +262,10 @@ impl Run {
         self.task.config.retry.budget(segments)
     }
 
-    /// A request started at `started` failed to connect: the delay before the next request
-    /// may probe the server, or `Err` with how long the server has been unreachable once
-    /// that reaches the policy's `max_unreachable`.
-    fn unreachable(
-        &mut self,
-        started: Instant,
-        now: Instant,
-    ) -> std::result::Result<Duration, Duration> {
+    /// A request started at `started` failed to connect with `error`: reports it and returns
+    /// the delay before the next request may probe the server, or, once the server has been
+    /// unreachable for the policy's `max_unreachable`, the error that ends the upload.
+    fn unreachable(&mut self, error: Error, started: Instant, now: Instant) -> Result<Duration> {
         let max = self.task.config.retry.max_unreachable;
         let outage = self.outage.get_or_insert(Outage {
             since: now,
@@ -277,7 +273,19 @@ impl Run {
         });
         let down = now.saturating_duration_since(outage.since);
         if down >= max {
-            return Err(down);
+            let segment = error.segment();
+            let fatal = Error::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "the server could not be reached for {down:.1?} (retry max_unreachable is \
+                     {max:?}): check the network and the base URL"
+                ),
+            )
+            .with_source(error);
+            return Err(match segment {
+                Some(index) => fatal.with_segment(index),
+                None => fatal,
+            });
         }
         // Requests already in flight when the outage began fail together and tell the same
         // thing once; only later ones are probes that lengthen the backoff.
@@ -285,38 +293,15 @@ impl Run {
         if started >= outage.since {
             outage.probes += 1;
         }
-        Ok(self.backoff.delay(retry, false, None).min(max - down))
-    }
-
-    /// Logs and reports a request that could not connect, `delay` before the next probe.
-    fn announce_unreachable(&self, error: &Error, delay: Duration) {
-        let down = self.outage.map_or(Duration::ZERO, |o| o.since.elapsed());
-        let gives_up_in = self.task.config.retry.max_unreachable.saturating_sub(down);
+        let delay = self.backoff.delay(retry, false, None).min(max - down);
         tracing::debug!(?down, ?delay, error = %error, "server unreachable; holding every request");
         self.emit(UploadEvent::Unreachable {
             down,
             retry_in: delay,
-            gives_up_in,
+            gives_up_in: max - down,
             error: error.to_string(),
         });
-    }
-
-    /// The error that ends an upload whose server stayed unreachable for `down`.
-    fn unreachable_too_long(&self, last: Error, down: Duration) -> Error {
-        let max = self.task.config.retry.max_unreachable;
-        let segment = last.segment();
-        let error = Error::new(
-            ErrorKind::Unreachable,
-            format!(
-                "the server could not be reached for {down:.1?} (retry max_unreachable is \
-                 {max:?}): check the network and the base URL"
-            ),
-        )
-        .with_source(last);
-        match segment {
-            Some(index) => error.with_segment(index),
-            None => error,
-        }
+        Ok(delay)
     }
 
     /// A request started at `started` reached the server. That ends an outage, unless the
@@ -756,12 +741,8 @@ impl Run {
             };
             if e.kind() == ErrorKind::Unreachable {
                 // Spends no attempt and no budget (see `RetryPolicy`).
-                let delay = match self.unreachable(started, Instant::now()) {
-                    Ok(delay) => delay,
-                    Err(down) => return Err(self.unreachable_too_long(e, down)),
-                };
+                let delay = self.unreachable(e, started, Instant::now())?;
                 self.rec.control_retries += 1;
-                self.announce_unreachable(&e, delay);
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -1110,12 +1091,8 @@ impl Run {
             // Nothing reached the server: no attempt of the segment and no budget is spent,
             // and every request waits for the next probe (see `RetryPolicy`).
             *sched.unreached.entry(index).or_default() += 1;
-            let delay = match self.unreachable(done.started, now) {
-                Ok(delay) => delay,
-                Err(down) => return Err(self.unreachable_too_long(error, down)),
-            };
-            let until = now + delay;
-            sched.hold_until = Some(sched.hold_until.map_or(until, |h| h.max(until)));
+            let delay = self.unreachable(error, done.started, now)?;
+            sched.hold(now + delay);
             delay
         } else {
             let unreached = sched.unreached.get(&index).copied().unwrap_or(0);
@@ -1135,15 +1112,11 @@ impl Run {
                 // Retry-After is a protocol rule, not a tuning choice: no request starts
                 // before it ends, whatever the strategy says (the strategy is told too,
                 // through the observation, and may hold longer).
-                let until = now + ra;
-                sched.hold_until = Some(sched.hold_until.map_or(until, |h| h.max(until)));
+                sched.hold(now + ra);
             }
-            self.backoff
-                .delay(counted - 1, throttled, error.retry_after())
-        };
-        if unreachable {
-            self.announce_unreachable(&error, delay);
-        } else {
+            let delay = self
+                .backoff
+                .delay(counted - 1, throttled, error.retry_after());
             tracing::debug!(
                 segment = index,
                 attempt = done.attempt,
@@ -1157,7 +1130,8 @@ impl Run {
                 delay,
                 error: error.to_string(),
             });
-        }
+            delay
+        };
         sched.waiting.push(Waiting {
             segment: done.segment,
             attempt: done.attempt + 1,
@@ -1235,6 +1209,11 @@ struct Scheduler {
 }
 
 impl Scheduler {
+    /// No request starts before `until` (a later hold already in place stays).
+    fn hold(&mut self, until: Instant) {
+        self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
+    }
+
     /// Whether nothing is in flight, waiting for a retry, or left over to send.
     fn is_idle(&self) -> bool {
         self.in_flight.is_empty() && self.waiting.is_empty() && self.pending.is_empty()
