@@ -52,7 +52,7 @@ pub const DEFAULT_BUDGET_MIN: u32 = 10;
 /// Source: the longest stretch without a single delivery opportunity in the uplink traces of
 /// `shared/traces` is 78.3 s (ATT-LTE-driving.up; the others: 11.2 s Verizon EVDO, 5.8 s
 /// T-Mobile UMTS, 4.1 s ATT LTE 2016), measured as the largest gap between two consecutive
-/// timestamps of each file. 120 s rides out such a drive's dead zone with a margin, and a
+/// timestamps of each file: `awk 'NR>1 && $1-p>m {m=$1-p} {p=$1} END {print m}' FILE` (ms). 120 s rides out such a drive's dead zone with a margin, and a
 /// server that stays away longer is better reported than waited on (the upload can be
 /// resumed from its checkpoint).
 pub const DEFAULT_MAX_UNREACHABLE: Duration = Duration::from_secs(120);
