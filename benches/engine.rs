@@ -102,7 +102,7 @@ mod controller {
             let chunk = self.s.chunk_size(&ctx);
             let n = self.s.max_in_flight(finished);
             if start {
-                self.s.request_deadline(finished, chunk);
+                self.s.start_attempt(finished, chunk);
             }
             (chunk, n)
         }
@@ -117,7 +117,7 @@ mod controller {
             })
         });
         let mut st = Steady::new();
-        c.bench_function("controller/full-cycle-with-request_deadline/steady", |b| {
+        c.bench_function("controller/full-cycle-with-start_attempt/steady", |b| {
             b.iter(|| {
                 let (chunk, n) = black_box(st.cycle(true));
                 assert!((4 * MIB..=5 * MIB).contains(&chunk) && n >= 1);

@@ -52,6 +52,15 @@ pub enum ErrorKind {
     /// a bad parameter, an unknown or expired media id, a segment index out of range.
     /// Not retryable.
     Rejected,
+    /// The server no longer knows the media id: it expired (X keeps an unfinished upload for
+    /// an hour to a day) or never existed. Not retryable; a resumed upload starts over with a
+    /// new INIT, and a new upload is the fix otherwise.
+    MediaGone,
+    /// FINALIZE was refused because the segments the server holds do not add up to the
+    /// `total_bytes` of INIT ("Segments do not add up to provided total file size"). Not
+    /// retryable: a resumed upload checks STATUS and starts over; otherwise the segments were
+    /// sent wrongly (by another client of the same media id, for example).
+    SegmentMismatch,
     /// The server failed with a 5xx status (or 408). Retryable.
     ServerError,
     /// The server answered 2xx but with a body chunkwise cannot understand.
@@ -69,6 +78,10 @@ pub enum ErrorKind {
     /// target; or the checkpoint store failed to read or write it. Discard the checkpoint
     /// and start a new upload (or fix the store's directory).
     Checkpoint,
+    /// Another owner (another process, or another upload in this one) is driving the same
+    /// upload: the checkpoint store's claim on it is held. Nothing was sent. Wait for the
+    /// other owner to finish, or stop it, then run the upload again to carry it on.
+    Claimed,
 }
 
 impl ErrorKind {
@@ -83,6 +96,8 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate limited",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Rejected => "request rejected",
+            ErrorKind::MediaGone => "media id unknown or expired",
+            ErrorKind::SegmentMismatch => "segments do not add up",
             ErrorKind::ServerError => "server error",
             ErrorKind::Protocol => "unexpected server response",
             ErrorKind::ProcessingFailed => "media processing failed",
@@ -90,6 +105,7 @@ impl ErrorKind {
             ErrorKind::RetryBudgetExhausted => "retry budget exhausted",
             ErrorKind::Cancelled => "upload cancelled",
             ErrorKind::Checkpoint => "checkpoint unusable",
+            ErrorKind::Claimed => "upload driven by another owner",
         }
     }
 }

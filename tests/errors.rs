@@ -83,7 +83,7 @@ async fn wrong_signature_is_unauthorized_without_retries() {
 }
 
 #[tokio::test]
-async fn unknown_media_id_is_rejected_without_retries() {
+async fn unknown_media_id_is_media_gone_without_retries() {
     for api in [ApiVersion::V1_1, ApiVersion::V2] {
         let emu = emulator(EmulatorConfig::default(), FaultConfig::none()).await;
         let tamper = Tamper {
@@ -102,7 +102,7 @@ async fn unknown_media_id_is_rejected_without_retries() {
             .join()
             .await
             .expect_err("an unknown media id is refused");
-        assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+        assert_eq!(err.kind(), ErrorKind::MediaGone, "{err}");
         assert_eq!(err.status(), Some(400));
         assert_eq!(err.segment(), Some(0));
         assert!(

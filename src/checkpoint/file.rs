@@ -9,11 +9,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Checkpoint, CheckpointKey, CheckpointStore, MAX_CHECKPOINT_BYTES, checkpoint_error};
+use super::{
+    Checkpoint, CheckpointClaim, CheckpointKey, CheckpointStore, MAX_CHECKPOINT_BYTES,
+    checkpoint_error, claimed_error,
+};
 use crate::error::{Error, Result};
 
 /// The extension of checkpoint files: `ckpt`.
 pub const CHECKPOINT_FILE_EXTENSION: &str = "ckpt";
+
+/// The extension of the lock files that hold an upload's claim: `lock`.
+pub const LOCK_FILE_EXTENSION: &str = "lock";
+
+/// How many times a claim is tried again when the lock file it locked was removed meanwhile
+/// by the previous holder (who removes it as it releases the claim).
+///
+/// Source: reasonable default; each retry needs another process to finish an upload of the
+/// same file between two system calls of this one, so more than one retry is already rare.
+const CLAIM_RACE_RETRIES: usize = 8;
 
 /// Tells the temporary files of concurrent saves in one process apart.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -27,6 +40,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 ///   user's files; it holds no credential).
 /// - **Safe to read:** a corrupt, truncated or foreign file is an
 ///   [`ErrorKind::Checkpoint`](crate::ErrorKind::Checkpoint) error, never a panic.
+///
+/// - **One owner:** [`claim`](CheckpointStore::claim) takes an exclusive OS file lock
+///   (`flock` on Unix) on `<dir>/<key>.lock` and writes the process id into it, so a second
+///   process is refused with that id; the kernel releases the lock when the process dies.
 ///
 /// All file I/O runs on tokio's blocking pool.
 ///
@@ -63,6 +80,12 @@ impl FileCheckpointStore {
     pub fn path_for(&self, key: &CheckpointKey) -> PathBuf {
         self.dir
             .join(format!("{}.{CHECKPOINT_FILE_EXTENSION}", key.as_str()))
+    }
+
+    /// The lock file of the claim of the upload under `key`.
+    pub fn lock_path_for(&self, key: &CheckpointKey) -> PathBuf {
+        self.dir
+            .join(format!("{}.{LOCK_FILE_EXTENSION}", key.as_str()))
     }
 
     /// Runs `f` on the blocking pool with a copy of the store.
@@ -120,6 +143,65 @@ impl FileCheckpointStore {
         }
     }
 
+    fn claim_blocking(&self, key: &CheckpointKey) -> Result<FileClaim> {
+        create_private_dir(&self.dir)
+            .map_err(|e| io_error("cannot create the directory", &self.dir, e))?;
+        let path = self.lock_path_for(key);
+        for _ in 0..CLAIM_RACE_RETRIES {
+            let mut options = fs::OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options
+                .open(&path)
+                .map_err(|e| io_error("cannot open the lock file", &path, e))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| io_error("cannot read the lock file", &path, e))?;
+            if !meta.is_file() {
+                return Err(checkpoint_error(format!(
+                    "{} is not a regular file; remove it so that uploads can be locked",
+                    path.display()
+                )));
+            }
+            // fs4 rather than `File::try_lock`, which needs Rust 1.89 (the crate's MSRV is
+            // 1.85): `flock(LOCK_EX | LOCK_NB)` on Unix, `LockFileEx` on Windows.
+            match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let mut text = String::new();
+                    // Best effort: the holder writes its id just after locking.
+                    let _ = (&file).take(64).read_to_string(&mut text);
+                    let holder = match text.trim().parse::<u32>() {
+                        Ok(pid) => format!("process {pid} (lock file {})", path.display()),
+                        Err(_) => format!("another process (lock file {})", path.display()),
+                    };
+                    return Err(claimed_error(key, &holder));
+                }
+                Err(e) => return Err(io_error("cannot lock", &path, e)),
+            }
+            // The previous holder removes the file as it lets go: a lock taken on a file
+            // that is no longer at the path guards nothing, so take the one there now.
+            if !still_at(&file, &path) {
+                continue;
+            }
+            file.set_len(0)
+                .and_then(|()| writeln!(file, "{}", std::process::id()))
+                .map_err(|e| io_error("cannot write the lock file", &path, e))?;
+            return Ok(FileClaim {
+                file: Some(file),
+                path,
+            });
+        }
+        Err(checkpoint_error(format!(
+            "cannot lock {}: it was replaced {CLAIM_RACE_RETRIES} times while locking it",
+            path.display()
+        )))
+    }
+
     fn list_blocking(&self) -> Result<Vec<CheckpointKey>> {
         let entries = match fs::read_dir(&*self.dir) {
             Ok(e) => e,
@@ -174,6 +256,58 @@ impl CheckpointStore for FileCheckpointStore {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<CheckpointKey>>> {
         self.blocking(FileCheckpointStore::list_blocking).boxed()
+    }
+
+    fn claim<'a>(&'a self, key: &'a CheckpointKey) -> BoxFuture<'a, Result<CheckpointClaim>> {
+        let key = key.clone();
+        async move {
+            let claim = self.blocking(move |s| s.claim_blocking(&key)).await?;
+            Ok(CheckpointClaim::new(claim))
+        }
+        .boxed()
+    }
+}
+
+/// A held lock file. Dropping it removes the file, then unlocks it by closing it, on the
+/// blocking pool when a tokio runtime is there.
+#[derive(Debug)]
+struct FileClaim {
+    file: Option<fs::File>,
+    path: PathBuf,
+}
+
+impl Drop for FileClaim {
+    fn drop(&mut self) {
+        let (file, path) = (self.file.take(), std::mem::take(&mut self.path));
+        let release = move || {
+            // Removed while still locked, so nobody can lock this file after us; a waiter
+            // that had opened it notices it is gone (see `claim_blocking`).
+            let _ = fs::remove_file(&path);
+            drop(file);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(release);
+            }
+            Err(_) => release(),
+        }
+    }
+}
+
+/// Whether `file` is still the file at `path`.
+fn still_at(file: &fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
     }
 }
 

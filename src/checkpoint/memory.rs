@@ -1,12 +1,12 @@
 //! A checkpoint store in memory.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Checkpoint, CheckpointKey, CheckpointStore};
+use super::{Checkpoint, CheckpointClaim, CheckpointKey, CheckpointStore, claimed_error};
 use crate::error::Result;
 
 /// Keeps checkpoints in memory, encoded in the file format (so a checkpoint that cannot be
@@ -15,6 +15,22 @@ use crate::error::Result;
 #[derive(Debug, Default)]
 pub struct MemoryCheckpointStore {
     entries: Mutex<BTreeMap<CheckpointKey, Vec<u8>>>,
+    claims: Arc<Mutex<BTreeSet<CheckpointKey>>>,
+}
+
+/// A claim of the memory store: the key is released when it is dropped.
+struct MemoryClaim {
+    claims: Arc<Mutex<BTreeSet<CheckpointKey>>>,
+    key: CheckpointKey,
+}
+
+impl Drop for MemoryClaim {
+    fn drop(&mut self) {
+        self.claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 impl MemoryCheckpointStore {
@@ -66,5 +82,22 @@ impl CheckpointStore for MemoryCheckpointStore {
     fn list(&self) -> BoxFuture<'_, Result<Vec<CheckpointKey>>> {
         let keys = self.with(|m| m.keys().cloned().collect());
         futures::future::ready(Ok(keys)).boxed()
+    }
+
+    fn claim<'a>(&'a self, key: &'a CheckpointKey) -> BoxFuture<'a, Result<CheckpointClaim>> {
+        let fresh = self
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+        let result = if fresh {
+            Ok(CheckpointClaim::new(MemoryClaim {
+                claims: Arc::clone(&self.claims),
+                key: key.clone(),
+            }))
+        } else {
+            Err(claimed_error(key, "another upload in this process"))
+        };
+        async move { result }.boxed()
     }
 }

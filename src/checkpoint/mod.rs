@@ -58,6 +58,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::limits::MIB;
 use crate::protocol::{MediaId, ProtocolTarget};
 
+pub use file::LOCK_FILE_EXTENSION;
 pub use file::{CHECKPOINT_FILE_EXTENSION, FileCheckpointStore};
 pub use identity::{FINGERPRINT_SAMPLE_BYTES, SourceIdentity};
 pub use memory::MemoryCheckpointStore;
@@ -391,8 +392,39 @@ impl Checkpoint {
     }
 }
 
+/// Proof that one owner drives the upload under a [`CheckpointKey`]: while it is held, no
+/// other [`CheckpointStore::claim`] of that key succeeds. Released when dropped (and, for the
+/// [`FileCheckpointStore`], when the process dies, however it dies).
+pub struct CheckpointClaim {
+    _held: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl CheckpointClaim {
+    /// A claim that holds `held` (a lock guard, a file handle) until it is dropped; for
+    /// implementations of [`CheckpointStore::claim`].
+    pub fn new(held: impl std::any::Any + Send + Sync) -> Self {
+        CheckpointClaim {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for CheckpointClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointClaim").finish_non_exhaustive()
+    }
+}
+
 /// Where checkpoints are kept. Implementations must be cheap to share and safe to call
 /// concurrently; the engine saves at most one checkpoint of an upload at a time.
+///
+/// # One owner per upload
+///
+/// Two processes driving one upload would cut the same segment indices with different
+/// sizes, and the server could never assemble the file. So the engine
+/// [`claim`](CheckpointStore::claim)s an upload's key before it reads or writes anything
+/// under it, and holds the claim until the upload ends; a second upload of the same source
+/// to the same target fails at once with [`ErrorKind::Claimed`].
 pub trait CheckpointStore: Send + Sync + fmt::Debug {
     /// The checkpoint stored under `key`, or `None` if there is none.
     ///
@@ -415,6 +447,28 @@ pub trait CheckpointStore: Send + Sync + fmt::Debug {
 
     /// The keys of every stored checkpoint, sorted.
     fn list(&self) -> BoxFuture<'_, Result<Vec<CheckpointKey>>>;
+
+    /// Claims the upload under `key` for the caller until the returned claim is dropped:
+    /// meanwhile every other claim of `key` fails. A claim must not outlive its holder: the
+    /// file store's is an OS lock, released when the process dies.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Claimed`] if another owner holds the key, naming it when the store
+    /// knows it (the file store gives the holder's process id); [`ErrorKind::Checkpoint`] if
+    /// the store cannot take claims (a directory that cannot be written).
+    fn claim<'a>(&'a self, key: &'a CheckpointKey) -> BoxFuture<'a, Result<CheckpointClaim>>;
+}
+
+/// The error for a claim that another owner holds.
+pub(crate) fn claimed_error(key: &CheckpointKey, holder: &str) -> Error {
+    Error::new(
+        ErrorKind::Claimed,
+        format!(
+            "the upload {key} is being driven by {holder}; wait for it to finish (or stop it) \
+             before running this upload again"
+        ),
+    )
 }
 
 /// The checkpoint reader's fuzz entry point, for the `checkpoint` target in `fuzz/` and the

@@ -251,7 +251,7 @@ impl EngineConfig {
                  and {MAX_IN_FLIGHT_LIMIT}"
             ));
         }
-        let deadline = probe.request_deadline(now, DEFAULT_MAX_APPEND_BYTES);
+        let deadline = probe.start_attempt(now, DEFAULT_MAX_APPEND_BYTES);
         if deadline.is_zero() || deadline > MAX_CONFIG_DURATION {
             return bad(format!(
                 "the strategy's request deadline is {deadline:?}; it must be above 0 and at \

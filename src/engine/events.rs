@@ -39,6 +39,35 @@ pub struct Progress {
     pub segments_planned: u32,
 }
 
+/// A request of an upload other than APPEND.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// INIT.
+    Init,
+    /// FINALIZE.
+    Finalize,
+    /// STATUS.
+    Status,
+}
+
+impl ControlRequest {
+    /// The command's name, as the protocol documents it: `INIT`, `FINALIZE`, `STATUS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ControlRequest::Init => "INIT",
+            ControlRequest::Finalize => "FINALIZE",
+            ControlRequest::Status => "STATUS",
+        }
+    }
+}
+
+impl std::fmt::Display for ControlRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One step of an upload, in the order they happen.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -88,6 +117,18 @@ pub enum UploadEvent {
         /// The attempt that failed (the retry will be `attempt + 1`).
         attempt: u32,
         /// How long the segment waits before it is sent again.
+        delay: Duration,
+        /// The failure, as text.
+        error: String,
+    },
+    /// An INIT, FINALIZE or STATUS request failed and will be sent again after `delay` (the
+    /// same retry rules as an APPEND's: see [`RetryPolicy`](crate::RetryPolicy)).
+    ControlRetry {
+        /// Which request.
+        request: ControlRequest,
+        /// The attempt that failed.
+        attempt: u32,
+        /// How long it waits before it is sent again.
         delay: Duration,
         /// The failure, as text.
         error: String,

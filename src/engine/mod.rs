@@ -66,11 +66,11 @@
 //! ```
 
 mod config;
+pub(crate) mod core;
 mod events;
 mod plan;
 mod report;
 mod retry;
-mod saver;
 mod source;
 mod upload;
 
@@ -92,7 +92,7 @@ pub use config::{
     MAX_CHECK_AFTER, MAX_CONFIG_DURATION, MAX_IN_FLIGHT_LIMIT, MIN_CHECK_AFTER, PollingConfig,
     StrategyFactory,
 };
-pub use events::{Progress, UploadEvent};
+pub use events::{ControlRequest, Progress, UploadEvent};
 pub use plan::{Plan, Segment, check_category_limit};
 pub use report::{
     AttemptOutcome, AttemptRecord, LATENCY_HISTOGRAM_MAX_MICROS, LATENCY_HISTOGRAM_SIGFIG,
@@ -100,8 +100,8 @@ pub use report::{
 };
 pub use retry::{
     DEFAULT_BUDGET_MIN, DEFAULT_BUDGET_RATIO, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY,
-    DEFAULT_MAX_UNREACHABLE, DEFAULT_THROTTLE_BASE, DEFAULT_TRANSIENT_BASE, MAX_ATTEMPTS_LIMIT,
-    MAX_BUDGET_RATIO, MAX_DELAY_LIMIT, RetryPolicy,
+    DEFAULT_MAX_STORE_OUTAGE, DEFAULT_MAX_UNREACHABLE, DEFAULT_THROTTLE_BASE,
+    DEFAULT_TRANSIENT_BASE, MAX_ATTEMPTS_LIMIT, MAX_BUDGET_RATIO, MAX_DELAY_LIMIT, RetryPolicy,
 };
 pub use source::Source;
 pub use upload::STALL_CHECKS_PER_WINDOW;

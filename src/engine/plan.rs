@@ -96,6 +96,16 @@ impl Plan {
     /// is planned (or, for a plan deserialised from inconsistent data, when no segment index
     /// is left).
     pub fn next_segment(&mut self, strategy: &mut dyn Strategy, now: Instant) -> Option<Segment> {
+        self.plan_next(strategy, now).map(|(segment, _, _)| segment)
+    }
+
+    /// [`next_segment`](Plan::next_segment), also returning what the strategy was told and
+    /// what it answered before the clamp.
+    pub(crate) fn plan_next(
+        &mut self,
+        strategy: &mut dyn Strategy,
+        now: Instant,
+    ) -> Option<(Segment, PlanContext, u64)> {
         let remaining_bytes = self.remaining_bytes();
         let remaining_segments = self.remaining_segments();
         if remaining_bytes == 0 || remaining_segments == 0 {
@@ -131,7 +141,7 @@ impl Plan {
             "planned segment"
         );
         self.segments.push(segment);
-        Some(segment)
+        Some((segment, ctx, wanted))
     }
 
     /// The segments planned so far, in index order.
@@ -344,10 +354,10 @@ mod tests {
                 self.0.push(*ctx);
                 u64::MAX
             }
-            fn max_in_flight(&mut self, _: Instant) -> usize {
+            fn max_in_flight(&self, _: Instant) -> usize {
                 1
             }
-            fn request_deadline(&mut self, _: Instant, _: u64) -> Duration {
+            fn start_attempt(&mut self, _: Instant, _: u64) -> Duration {
                 Duration::from_secs(1)
             }
             fn observe(&mut self, _: &Observation) {}
@@ -411,10 +421,10 @@ mod tests {
             self.1 += 1;
             v
         }
-        fn max_in_flight(&mut self, _: Instant) -> usize {
+        fn max_in_flight(&self, _: Instant) -> usize {
             1
         }
-        fn request_deadline(&mut self, _: Instant, _: u64) -> Duration {
+        fn start_attempt(&mut self, _: Instant, _: u64) -> Duration {
             Duration::from_secs(1)
         }
         fn observe(&mut self, _: &Observation) {}

@@ -57,6 +57,14 @@ pub const DEFAULT_BUDGET_MIN: u32 = 10;
 /// resumed from its checkpoint).
 pub const DEFAULT_MAX_UNREACHABLE: Duration = Duration::from_secs(120);
 
+/// Default of how long the engine keeps trying a checkpoint store that fails to write: 120 s.
+///
+/// Source: the same patience as for an unreachable server ([`DEFAULT_MAX_UNREACHABLE`]): a
+/// store that cannot write for two minutes (a full disk, a lost network mount) is reported
+/// rather than waited on, and the upload, which sent nothing the last written checkpoint
+/// does not record, can be resumed once the store is fixed.
+pub const DEFAULT_MAX_STORE_OUTAGE: Duration = Duration::from_secs(120);
+
 /// The most attempts per request a configuration may ask for.
 ///
 /// Source: reasonable default; beyond this a segment that keeps failing is a broken server
@@ -111,6 +119,7 @@ pub const MAX_BUDGET_RATIO: f64 = 10.0;
 /// | `budget_ratio` | 0.5 | [`DEFAULT_BUDGET_RATIO`] |
 /// | `budget_min` | 10 | [`DEFAULT_BUDGET_MIN`] |
 /// | `max_unreachable` | 120 s | [`DEFAULT_MAX_UNREACHABLE`] |
+/// | `max_store_outage` | 120 s | [`DEFAULT_MAX_STORE_OUTAGE`] |
 /// | `seed` | none (from the OS) | |
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -131,6 +140,11 @@ pub struct RetryPolicy {
     /// the upload gives up; at most [`MAX_DELAY_LIMIT`]. Zero gives up at the first request
     /// that cannot connect.
     pub max_unreachable: Duration,
+    /// How long the checkpoint store may keep failing to write before the upload gives up;
+    /// at most [`MAX_DELAY_LIMIT`]. Meanwhile no segment is sent for the first time (a
+    /// segment is on record before its first byte is sent) and the store is retried with the
+    /// transient backoff.
+    pub max_store_outage: Duration,
     /// Seed of the jitter; `None` draws one from the OS. Set it for reproducible runs.
     pub seed: Option<u64>,
 }
@@ -145,6 +159,7 @@ impl Default for RetryPolicy {
             budget_ratio: DEFAULT_BUDGET_RATIO,
             budget_min: DEFAULT_BUDGET_MIN,
             max_unreachable: DEFAULT_MAX_UNREACHABLE,
+            max_store_outage: DEFAULT_MAX_STORE_OUTAGE,
             seed: None,
         }
     }
@@ -176,6 +191,12 @@ impl RetryPolicy {
             return bad(format!(
                 "retry max_unreachable is {:?}; it must be at most {MAX_DELAY_LIMIT:?}",
                 self.max_unreachable
+            ));
+        }
+        if self.max_store_outage > MAX_DELAY_LIMIT {
+            return bad(format!(
+                "retry max_store_outage is {:?}; it must be at most {MAX_DELAY_LIMIT:?}",
+                self.max_store_outage
             ));
         }
         if self.max_delay > MAX_DELAY_LIMIT {

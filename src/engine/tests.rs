@@ -320,7 +320,8 @@ impl UploadProtocol for Fake {
             if !known {
                 tokio::time::sleep(FAIL_DELAY).await;
                 guard.done = true;
-                return Err(Error::new(ErrorKind::Rejected, "append")
+                // As `XClient` classifies X's answer (see `protocol::parse`).
+                return Err(Error::new(ErrorKind::MediaGone, "append")
                     .with_status(400)
                     .with_server_message(ServerMessage {
                         code: None,
@@ -426,16 +427,16 @@ impl Strategy for Spy {
     fn chunk_size(&mut self, ctx: &PlanContext) -> u64 {
         self.inner.chunk_size(ctx)
     }
-    fn max_in_flight(&mut self, now: Instant) -> usize {
+    fn max_in_flight(&self, now: Instant) -> usize {
         self.inner.max_in_flight(now)
     }
-    fn request_deadline(&mut self, now: Instant, bytes: u64) -> Duration {
-        self.inner.request_deadline(now, bytes)
+    fn start_attempt(&mut self, now: Instant, bytes: u64) -> Duration {
+        self.inner.start_attempt(now, bytes)
     }
     fn stall_timeout(&self) -> Option<Duration> {
         self.stall
     }
-    fn not_before(&mut self, now: Instant) -> Option<Instant> {
+    fn not_before(&self, now: Instant) -> Option<Instant> {
         self.inner.not_before(now)
     }
     fn observe(&mut self, obs: &Observation) {
@@ -1212,4 +1213,5 @@ async fn a_server_unreachable_past_max_unreachable_ends_the_upload() {
     s.run(1000, 33).await.unwrap();
 }
 
+mod core_model;
 mod resume;

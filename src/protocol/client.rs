@@ -1793,7 +1793,7 @@ mod wire_tests {
         );
 
         let e = c.status(&MediaId::from(ID)).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Rejected);
+        assert_eq!(e.kind(), ErrorKind::MediaGone);
         assert_eq!(e.server_message().unwrap().message, "BadRequest: Not found");
         assert_eq!(
             e.server_message().unwrap().name.as_deref(),

@@ -240,15 +240,6 @@ pub trait UploadProtocol: Send + Sync + fmt::Debug {
     fn status<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
 }
 
-/// Whether `e` says the server no longer knows the media id: a `Rejected` 4xx that is a 404
-/// or whose message names the id or says "not found" / "expired" (the X and emulator texts
-/// `Invalid media_id` and `BadRequest: Not found`).
-pub(crate) fn is_media_id_gone(e: &crate::Error) -> bool {
-    e.kind() == crate::ErrorKind::Rejected
-        && e.status().is_some_and(|s| (400..500).contains(&s))
-        && (e.status() == Some(404) || e.server_message().is_some_and(parse::says_media_id_gone))
-}
-
 /// Thin wrappers over the private response parsers, for the fuzz targets in `fuzz/` and the
 /// seeded-corpus tests. Not a stable API.
 #[doc(hidden)]

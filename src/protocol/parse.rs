@@ -382,9 +382,15 @@ fn media_id_gone(command: Command, status: u16, server: Option<&ServerMessage>) 
     server.is_some_and(says_media_id_gone)
 }
 
+/// Whether a server message says FINALIZE found segments that do not add up to the size of
+/// INIT ("Segments do not add up to provided total file size.", protocol.md §3.3).
+fn says_segments_mismatch(m: &ServerMessage) -> bool {
+    m.message.to_ascii_lowercase().contains("do not add up")
+}
+
 /// Whether a server message says the media id is unknown or expired (`Invalid media_id`,
 /// `BadRequest: Not found`, "expired").
-pub(crate) fn says_media_id_gone(m: &ServerMessage) -> bool {
+fn says_media_id_gone(m: &ServerMessage) -> bool {
     let text = m.message.to_ascii_lowercase();
     ["media_id", "media id", "not found", "expired"]
         .iter()
@@ -427,9 +433,19 @@ pub(crate) fn status_error(
             format!("the server failed the {command} request: retry it later"),
         ),
         400..=499 if media_id_gone(command, status, server.as_ref()) => (
-            ErrorKind::Rejected,
+            ErrorKind::MediaGone,
             "the media id expired or is unknown: start a new upload".to_string(),
         ),
+        400..=499
+            if command == Command::Finalize
+                && server.as_ref().is_some_and(says_segments_mismatch) =>
+        {
+            (
+                ErrorKind::SegmentMismatch,
+                "the server's segments do not add up to the file size: start a new upload"
+                    .to_string(),
+            )
+        }
         400..=499 if command == Command::Init => (
             ErrorKind::Rejected,
             "the server rejected INIT: check the file size, media type and category against \
@@ -976,11 +992,21 @@ mod tests {
             br#"{"request":"\/1.1\/media\/upload.json","error":"Invalid media_id: Some()."}"#,
             now,
         );
-        assert_eq!(e.kind(), ErrorKind::Rejected);
+        assert_eq!(e.kind(), ErrorKind::MediaGone);
         assert!(e.to_string().contains("start a new upload"), "{e}");
 
         let e = status_error(Command::Finalize, None, 404, &none, b"", now);
         assert!(e.to_string().contains("start a new upload"), "{e}");
+        let e = status_error(
+            Command::Finalize,
+            None,
+            400,
+            &none,
+            br#"{"request":"\/1.1\/media\/upload.json","error":"Segments do not add up to provided total file size."}"#,
+            now,
+        );
+        assert_eq!(e.kind(), ErrorKind::SegmentMismatch);
+        assert!(!e.is_retryable());
 
         let e = status_error(
             Command::Init,

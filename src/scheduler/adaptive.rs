@@ -71,9 +71,9 @@
 //!
 //! # Engine contract
 //!
-//! The engine calls [`Strategy::request_deadline`] exactly once per APPEND attempt, as it
+//! The engine calls [`Strategy::start_attempt`] exactly once per APPEND attempt, as it
 //! starts it, and reports every attempt once through [`Strategy::observe`], in completion
-//! order. The strategy relies on that: the caps are charged in `request_deadline`, and the
+//! order. The strategy relies on that: the caps are charged in `start_attempt`, and the
 //! starts it sees tell it how many requests are in flight (for drained samples) and whether a
 //! request had the link to itself (for `α`). Without those calls it still works, with less
 //! accurate samples.
@@ -946,10 +946,10 @@ pub struct AdaptiveStrategy {
     retry_hold: Option<Instant>,
     byte_pacer: Option<Pacer>,
     request_pacer: Option<Pacer>,
-    /// Recent request starts (from `request_deadline`), to tell whether a request ran alone.
+    /// Recent request starts (from `start_attempt`), to tell whether a request ran alone.
     starts: [Option<Instant>; START_HISTORY],
     next_start: usize,
-    /// Requests started (`request_deadline`) and not yet observed.
+    /// Requests started (`start_attempt`) and not yet observed.
     in_flight_now: u64,
 }
 
@@ -1437,11 +1437,11 @@ impl Strategy for AdaptiveStrategy {
         wanted.max(ctx.min_chunk).min(ctx.max_chunk)
     }
 
-    fn max_in_flight(&mut self, _now: Instant) -> usize {
+    fn max_in_flight(&self, _now: Instant) -> usize {
         self.par.limit.max(1)
     }
 
-    fn request_deadline(&mut self, now: Instant, bytes: u64) -> Duration {
+    fn start_attempt(&mut self, now: Instant, bytes: u64) -> Duration {
         if let Some(p) = self.byte_pacer.as_mut() {
             p.charge(now, bytes);
         }
@@ -1482,7 +1482,7 @@ impl Strategy for AdaptiveStrategy {
         Some(secs(STALL_GAIN * slice_time).clamp(floor, DEADLINE_CEILING.max(floor)))
     }
 
-    fn not_before(&mut self, now: Instant) -> Option<Instant> {
+    fn not_before(&self, now: Instant) -> Option<Instant> {
         [
             self.retry_hold,
             self.byte_pacer.and_then(|p| p.not_before(now)),

@@ -1,7 +1,7 @@
 //! The scheduling seam: every decision the engine takes about *how* to send.
 //!
-//! The engine asks a [`Strategy`] three things (the size of the next segment, how many
-//! APPENDs may be in flight, and the deadline of a request of a given size) and tells it what
+//! The engine asks a [`Strategy`] for the size of the next segment and how many APPENDs may
+//! be in flight, tells it when an attempt starts (it answers with the attempt's deadline) and tells it what
 //! happened to every attempt through [`Observation`]s. A strategy holds no I/O and reads no
 //! clock of its own: time comes in through the arguments (`tokio::time::Instant`, so tests
 //! drive it with `tokio::time::pause`), which keeps it testable step by step.
@@ -91,14 +91,18 @@ pub struct Observation {
 /// The scheduling decisions of an upload. See the [module docs](self).
 pub trait Strategy: Send + fmt::Debug {
     /// The payload size of the next segment. The engine clamps the answer to
-    /// `[ctx.min_chunk, ctx.max_chunk]` and to what is left of the file.
+    /// `[ctx.min_chunk, ctx.max_chunk]` and to what is left of the file. A decision: it may
+    /// change the strategy's state.
     fn chunk_size(&mut self, ctx: &PlanContext) -> u64;
 
-    /// How many APPENDs may be in flight now (at least 1).
-    fn max_in_flight(&mut self, now: Instant) -> usize;
+    /// How many APPENDs may be in flight now (at least 1). A query: it changes nothing.
+    fn max_in_flight(&self, now: Instant) -> usize;
 
-    /// The deadline for an APPEND of `bytes` payload bytes started now.
-    fn request_deadline(&mut self, now: Instant, bytes: u64) -> Duration;
+    /// An APPEND attempt of `bytes` payload bytes starts now: returns its deadline. Called
+    /// exactly once per attempt, as it starts (pacing caps are charged here); every attempt
+    /// started is later reported once to [`observe`](Strategy::observe), unless a pause
+    /// abandons it or the upload ends first.
+    fn start_attempt(&mut self, now: Instant, bytes: u64) -> Duration;
 
     /// How long a request may go without sending a byte before it is abandoned as stalled;
     /// `None` disables stall detection.
@@ -107,7 +111,7 @@ pub trait Strategy: Send + fmt::Debug {
     }
 
     /// No new request may start before this instant (a 429's `Retry-After`, a pacing cap).
-    fn not_before(&mut self, _now: Instant) -> Option<Instant> {
+    fn not_before(&self, _now: Instant) -> Option<Instant> {
         None
     }
 
@@ -191,15 +195,15 @@ impl Strategy for FixedStrategy {
         self.chunk_size
     }
 
-    fn max_in_flight(&mut self, _now: Instant) -> usize {
+    fn max_in_flight(&self, _now: Instant) -> usize {
         self.parallelism
     }
 
-    fn request_deadline(&mut self, _now: Instant, _bytes: u64) -> Duration {
+    fn start_attempt(&mut self, _now: Instant, _bytes: u64) -> Duration {
         self.deadline
     }
 
-    fn not_before(&mut self, now: Instant) -> Option<Instant> {
+    fn not_before(&self, now: Instant) -> Option<Instant> {
         self.retry_hold.filter(|t| *t > now)
     }
 

@@ -64,7 +64,7 @@ impl RateCap {
 /// GCRA ("virtual scheduling") accounting for one [`RateCap`], charged *after* the fact.
 ///
 /// Hand-written rather than governor's `RateLimiter` because the controller learns the size of
-/// a request only as it starts (in `request_deadline`) and cannot refuse it then: the request
+/// a request only as it starts (in `start_attempt`) and cannot refuse it then: the request
 /// must be charged in full, going into debt if it is larger than the burst, and the *next*
 /// send delayed accordingly. governor's `check_n` only charges conforming batches and rejects
 /// any batch above the burst with `InsufficientCapacity` (adaptive-anchors.md §4), so it cannot

@@ -1,14 +1,15 @@
-//! Model links and an engine-like driver for testing strategies without sockets or clocks.
+//! Model links, and the engine's upload core driven over them in virtual time, for testing
+//! strategies without sockets or clocks.
 //!
-//! The driver ([`drive`], or [`run`] / [`run_with`] with the defaults) does what the engine
-//! (`engine::upload`) does with a [`Strategy`]: plans segments one at a time with the engine's
-//! clamp (`[ceil(remaining / segments_left), max_chunk]` and what is left), keeps up to
-//! `max_in_flight` requests going, honours `not_before` and a 429's `Retry-After`, enforces
-//! `request_deadline` and `stall_timeout`, retries failed segments with the same bytes after
-//! the engine's backoff (full jitter, seeded), and reports every attempt, marking requests
-//! app-limited when a slot stayed empty because the file ran out or the rest waited on backoff.
-//! It also keeps the engine's retry accounting (attempts per segment, the upload-wide budget)
-//! and, with [`Setup::give_up`], stops where the engine would fail the upload.
+//! The driver ([`drive`], or [`run`] / [`run_with`] with a policy that does not give up) runs
+//! the engine's own [`Core`] (`engine::core`): the same planning, parallelism, holds,
+//! retries, backoff (seeded full jitter), retry accounting and app-limited marking as the
+//! tokio engine, because it is the same code. The driver only answers the core's actions:
+//! INIT, FINALIZE and STATUS at once (the link's [`Session::closing_time`] and
+//! `FifoLink::opening_time` account for them), APPENDs over the model link, with their
+//! deadlines and stall timeouts enforced as the engine's driver does. With the engine's
+//! default [`RetryPolicy`] in [`Setup::retry`], a run stops where the engine would fail the
+//! upload ([`Report::gave_up`]).
 //!
 //! A link is a [`Network`]; one run talks to a fresh [`Session`] of it. Two links exist:
 //!
@@ -28,13 +29,18 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::{Observation, Outcome, PlanContext, Strategy};
-use crate::engine::RetryPolicy;
-use crate::limits::MAX_SEGMENTS;
+use crate::engine::core::{Action, Core, CoreConfig, Failure, Input, Reply, ReqId, Upload};
+use crate::engine::{
+    DEFAULT_CONTROL_TIMEOUT, MAX_ATTEMPTS_LIMIT, MAX_BUDGET_RATIO, MediaSpec, PollingConfig,
+    RetryPolicy,
+};
+use crate::error::{Error, ErrorKind};
+use crate::protocol::{AppendResponse, InitResponse, MediaId, MediaStatus, ProtocolTarget};
 
 #[cfg(feature = "emulator")]
 pub(crate) mod fifo;
@@ -343,8 +349,8 @@ pub(crate) struct Report {
     pub(crate) bytes_sent: f64,
     /// Retries the engine's accounting spent.
     pub(crate) retries: u32,
-    /// Why the engine would have failed the upload (a segment out of attempts, the upload out
-    /// of retry budget), if it would have.
+    /// Why the engine failed the upload (a segment out of attempts, the upload out of retry
+    /// budget), if it did.
     pub(crate) gave_up: Option<String>,
 }
 
@@ -371,9 +377,6 @@ pub(crate) struct Setup {
     pub(crate) time_limit: f64,
     /// The engine's retry policy; its seed drives the backoff jitter.
     pub(crate) retry: RetryPolicy,
-    /// Stop where the engine would fail the upload (a segment out of attempts, or the retry
-    /// budget spent); otherwise only record it in [`Report::gave_up`] and go on.
-    pub(crate) give_up: bool,
 }
 
 /// Seed of the backoff jitter of [`run`] and [`run_with`].
@@ -381,38 +384,42 @@ pub(crate) struct Setup {
 /// Source: arbitrary fixed value (tests are deterministic).
 pub(crate) const BACKOFF_SEED: u64 = 7;
 
+/// A retry policy that practically never gives up (the most attempts and the largest
+/// budget a configuration may ask for), with the engine's backoff, seeded: for runs that
+/// measure a strategy past the point where the default policy would end the upload.
+pub(crate) fn persistent_retry(seed: u64) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: MAX_ATTEMPTS_LIMIT,
+        budget_ratio: MAX_BUDGET_RATIO,
+        budget_min: u32::MAX,
+        ..RetryPolicy::default().with_seed(seed)
+    }
+}
+
 impl Setup {
-    /// The engine's defaults (seeded jitter), recording but not stopping at a give-up.
+    /// The engine's backoff (seeded) with a policy that does not give up
+    /// ([`persistent_retry`]).
     pub(crate) fn new(file_len: u64, max_chunk: u64, time_limit: f64) -> Self {
         Setup {
             file_len,
             max_chunk,
             time_limit,
-            retry: RetryPolicy::default().with_seed(BACKOFF_SEED),
-            give_up: false,
+            retry: persistent_retry(BACKOFF_SEED),
         }
     }
 }
 
+/// An APPEND on the model link.
 struct Active {
-    id: u64,
+    /// Its number on the link: APPEND attempts in start order, from 0.
+    link_id: u64,
     index: u32,
     bytes: u64,
-    attempt: u32,
     started: f64,
     deadline: f64,
     deadline_d: Duration,
     stall: Option<f64>,
     in_flight: usize,
-    app_limited: bool,
-}
-
-/// A segment waiting for its backoff to end.
-struct Waiting {
-    index: u32,
-    bytes: u64,
-    attempt: u32,
-    ready_at: f64,
 }
 
 const EPS: f64 = 1e-9;
@@ -421,29 +428,43 @@ fn instant(base: Instant, t: f64) -> Instant {
     base + Duration::from_secs_f64(t.max(0.0))
 }
 
-/// The engine's backoff before retry number `retry` (0 for the first):
-/// `U[0, min(cap, base · 2^retry)]`, at least the `Retry-After`. The same formula as
-/// `engine::retry::Backoff::delay`, which is private to the engine.
-fn backoff(
-    rng: &mut StdRng,
-    policy: &RetryPolicy,
-    retry: u32,
-    throttled: bool,
-    retry_after: Option<Duration>,
-) -> f64 {
-    let base = if throttled {
-        policy.throttle_base
-    } else {
-        policy.transient_base
-    };
-    let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
-    let ceiling = base.saturating_mul(factor).min(policy.max_delay);
-    let jittered = ceiling.as_secs_f64() * rng.random::<f64>();
-    retry_after.map_or(jittered, |ra| jittered.max(ra.as_secs_f64()))
+fn secs(base: Instant, at: Instant) -> f64 {
+    at.saturating_duration_since(base).as_secs_f64()
 }
 
-/// Uploads `file_len` bytes over `net` with `strategy` and the engine's default retry policy,
-/// stopping at `time_limit` seconds.
+/// Lends a strategy of any type to the core as a `dyn Strategy`.
+#[derive(Debug)]
+struct Lend<'a, S: ?Sized>(&'a mut S);
+
+impl<S: Strategy + ?Sized> Strategy for Lend<'_, S> {
+    fn chunk_size(&mut self, ctx: &PlanContext) -> u64 {
+        self.0.chunk_size(ctx)
+    }
+    fn max_in_flight(&self, now: Instant) -> usize {
+        self.0.max_in_flight(now)
+    }
+    fn start_attempt(&mut self, now: Instant, bytes: u64) -> Duration {
+        self.0.start_attempt(now, bytes)
+    }
+    fn stall_timeout(&self) -> Option<Duration> {
+        self.0.stall_timeout()
+    }
+    fn not_before(&self, now: Instant) -> Option<Instant> {
+        self.0.not_before(now)
+    }
+    fn observe(&mut self, obs: &Observation) {
+        self.0.observe(obs);
+    }
+    fn export_state(&self) -> Option<serde_json::Value> {
+        self.0.export_state()
+    }
+    fn import_state(&mut self, state: &serde_json::Value) {
+        self.0.import_state(state);
+    }
+}
+
+/// Uploads `file_len` bytes over `net` with `strategy` and a retry policy that does not give
+/// up, stopping at `time_limit` seconds.
 pub(crate) fn run<S: Strategy + ?Sized>(
     strategy: &mut S,
     net: &dyn Network,
@@ -477,7 +498,52 @@ pub(crate) fn run_with<S: Strategy + ?Sized>(
     drive(strategy, net, &setup, base, after)
 }
 
-/// The engine-like driver; see the [module docs](self).
+/// The reply of the model server to a request that does not cross the link.
+fn instant_reply(action: &Action) -> Option<(ReqId, Reply)> {
+    let status = |media_id: &MediaId| MediaStatus {
+        media_id: media_id.clone(),
+        media_key: None,
+        size: None,
+        expires_after_secs: None,
+        processing_info: None,
+    };
+    match action {
+        Action::Init { id, .. } => Some((
+            *id,
+            Reply::Init(InitResponse {
+                media_id: MediaId::from("1"),
+                media_key: None,
+                expires_after_secs: None,
+            }),
+        )),
+        Action::Finalize { id, media_id, .. } | Action::Status { id, media_id, .. } => {
+            Some((*id, Reply::Status(status(media_id))))
+        }
+        _ => None,
+    }
+}
+
+/// The failure the engine's driver reports for an outcome on the model link.
+fn failure(outcome: Outcome, deadline: Duration, stall: Option<f64>) -> Failure {
+    match outcome {
+        Outcome::Timeout => Failure::Deadline(deadline),
+        Outcome::Stalled => Failure::Stalled(Duration::from_secs_f64(stall.unwrap_or(0.0))),
+        Outcome::Throttled { retry_after } => {
+            let e = Error::new(ErrorKind::RateLimited, "429 on the model link");
+            Failure::Request(match retry_after {
+                Some(d) => e.with_retry_after(d),
+                None => e,
+            })
+        }
+        Outcome::Fatal => Failure::Request(Error::new(ErrorKind::Rejected, "rejected")),
+        Outcome::Success | Outcome::RetryableError => {
+            Failure::Request(Error::new(ErrorKind::Transport, "reset on the model link"))
+        }
+    }
+}
+
+/// The engine's upload core ([`Core`]) driven over a model link in virtual time; see the
+/// [module docs](self).
 pub(crate) fn drive<S: Strategy + ?Sized>(
     strategy: &mut S,
     net: &dyn Network,
@@ -486,123 +552,121 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
     mut after: impl FnMut(&S, &Attempt),
 ) -> Report {
     let mut link = net.open();
-    let policy = &setup.retry;
-    let mut jitter = StdRng::seed_from_u64(policy.seed.unwrap_or(BACKOFF_SEED));
-    let max_chunk = setup.max_chunk;
-
+    let mut lend = Lend(strategy);
     let mut report = Report::default();
-    let mut active: Vec<Active> = Vec::new();
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
-    let mut hold_until: Option<f64> = None;
-    let mut remaining = setup.file_len;
-    let mut next_index = 0u32;
-    let mut last_size: Option<u64> = None;
-    let mut attempts_started = 0u64;
-    let mut observations = 0usize;
+    let cfg = CoreConfig {
+        retry: setup.retry.clone(),
+        polling: PollingConfig::default(),
+        control_timeout: DEFAULT_CONTROL_TIMEOUT,
+        enforce_category_limits: false,
+        trace_requests: false,
+        persist: false,
+        log_plans: true,
+    };
+    let upload = Upload {
+        total_bytes: setup.file_len,
+        max_chunk: setup.max_chunk,
+        spec: MediaSpec::new("video/mp4"),
+        target: ProtocolTarget::default(),
+        identity: None,
+        resume: None,
+    };
+    let mut core = match Core::new(cfg, upload, &mut lend, base, SystemTime::UNIX_EPOCH) {
+        Ok(c) => c,
+        Err(e) => {
+            report.gave_up = Some(e.to_string());
+            return report;
+        }
+    };
+    let mut active: HashMap<ReqId, Active> = HashMap::new();
+    let mut appends_started = 0u64;
+    let mut out = Vec::new();
     let mut ended: Vec<(u64, Outcome)> = Vec::new();
     let mut t = 0.0_f64;
+    core.handle(base, Input::Start, &mut lend, &mut out);
 
     'run: loop {
-        // Start what may be started (the engine's `fill`).
-        let mut wake: Option<f64> = None;
-        loop {
+        // Carry out what the core asked for; requests that do not cross the link are
+        // answered at once.
+        while !out.is_empty() {
             let now = instant(base, t);
-            let limit = strategy.max_in_flight(now).max(1);
-            if report.limits.last().is_none_or(|&(_, l)| l != limit) {
-                report.limits.push((t, limit));
-            }
-            if active.len() >= limit {
-                break;
-            }
-            let nb = strategy
-                .not_before(now)
-                .map(|nb| nb.saturating_duration_since(base).as_secs_f64());
-            let hold = [nb, hold_until].into_iter().flatten().reduce(f64::max);
-            if let Some(hold) = hold.filter(|h| *h > t + EPS) {
-                wake = Some(hold);
-                break;
-            }
-            let ready = waiting
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| w.ready_at <= t + EPS)
-                .min_by(|a, b| {
-                    a.1.ready_at
-                        .total_cmp(&b.1.ready_at)
-                        .then(a.1.index.cmp(&b.1.index))
-                })
-                .map(|(i, _)| i);
-            let (index, bytes, attempt) = match ready.and_then(|i| waiting.remove(i)) {
-                Some(w) => (w.index, w.bytes, w.attempt),
-                None if remaining > 0 => {
-                    let segments_left = MAX_SEGMENTS.saturating_sub(next_index);
-                    let ctx = PlanContext {
-                        now,
-                        remaining_bytes: remaining,
-                        remaining_segments: segments_left,
-                        min_chunk: remaining.div_ceil(u64::from(segments_left.max(1))),
-                        max_chunk,
-                    };
-                    let answer = strategy.chunk_size(&ctx);
-                    let size = answer.max(ctx.min_chunk).min(max_chunk).min(remaining);
-                    report.plans.push(Plan {
-                        at: t,
-                        ctx,
-                        answer,
-                        size,
-                        observations,
-                    });
-                    remaining -= size;
-                    next_index += 1;
-                    last_size = Some(size);
-                    (next_index - 1, size, 1)
+            let mut replies = Vec::new();
+            for action in out.drain(..) {
+                if let Some(reply) = instant_reply(&action) {
+                    replies.push(reply);
+                    continue;
                 }
-                None => {
-                    // Free capacity and nothing ready: the file ran out or the rest waits on
-                    // backoff. What is in flight is not using the link fully.
-                    for r in &mut active {
-                        r.app_limited = true;
+                match action {
+                    Action::Append {
+                        id,
+                        segment,
+                        deadline,
+                        stall,
+                        ..
+                    } => {
+                        let link_id = appends_started;
+                        appends_started += 1;
+                        link.start(t, link_id, segment.len);
+                        let in_flight = active.len() + 1;
+                        active.insert(
+                            id,
+                            Active {
+                                link_id,
+                                index: segment.index,
+                                bytes: segment.len,
+                                started: t,
+                                deadline: t + deadline.as_secs_f64().min(1e9),
+                                deadline_d: deadline,
+                                stall: stall.filter(|d| !d.is_zero()).map(|d| d.as_secs_f64()),
+                                in_flight,
+                            },
+                        );
                     }
-                    wake = waiting.iter().map(|w| w.ready_at).reduce(f64::min);
-                    break;
+                    Action::Abort { id } => {
+                        if let Some(r) = active.remove(&id) {
+                            link.abort(t, r.link_id);
+                        }
+                    }
+                    Action::Done(result) => {
+                        report.completed = result.is_ok();
+                        report.gave_up = result.err().map(|e| e.to_string());
+                        break 'run;
+                    }
+                    // No store and no listener in the model.
+                    _ => {}
                 }
-            };
-            let deadline_d = strategy.request_deadline(now, bytes);
-            let stall = strategy.stall_timeout().map(|d| d.as_secs_f64());
-            let id = attempts_started;
-            attempts_started += 1;
-            link.start(t, id, bytes);
-            active.push(Active {
-                id,
-                index,
-                bytes,
-                attempt,
-                started: t,
-                deadline: t + deadline_d.as_secs_f64().min(1e9),
-                deadline_d,
-                stall,
-                in_flight: active.len() + 1,
-                app_limited: false,
-            });
+            }
+            let mut next = Vec::new();
+            for (id, reply) in replies {
+                let input = Input::Reply {
+                    id,
+                    started: now,
+                    result: Ok(reply),
+                };
+                core.input(now, input, &mut lend, &mut next);
+            }
+            core.step(now, &mut lend, &mut next);
+            out = next;
         }
-        if active.is_empty() && waiting.is_empty() && remaining == 0 {
-            report.completed = true;
-            break;
+        let now = instant(base, t);
+        let limit = lend.0.max_in_flight(now).max(1);
+        if report.limits.last().is_none_or(|&(_, l)| l != limit) {
+            report.limits.push((t, limit));
         }
         if t > setup.time_limit {
             break;
         }
 
-        // The next event.
+        // The next event: on the link, a deadline or stall, or a wake-up of the core.
         let mut next = link.next_event(t);
-        for r in &active {
+        for r in active.values() {
             next = next.min(r.deadline);
-            if let (Some(st), Some(lp)) = (r.stall, link.progress(r.id)) {
+            if let (Some(st), Some(lp)) = (r.stall, link.progress(r.link_id)) {
                 next = next.min(lp + st);
             }
         }
-        if let Some(w) = wake {
-            next = next.min(w);
+        if let Some(w) = core.next_wake() {
+            next = next.min(secs(base, w));
         }
         if !next.is_finite() {
             break; // nothing can ever happen again
@@ -611,54 +675,58 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
         ended.clear();
         link.advance(next, &mut ended);
         t = next;
+        let now = instant(base, t);
 
         // What ended at `t`: responses and resets from the link, then deadlines and stalls.
-        let mut finished: Vec<(Active, Outcome)> = Vec::new();
-        for &(id, outcome) in &ended {
-            if let Some(i) = active.iter().position(|r| r.id == id) {
-                finished.push((active.swap_remove(i), outcome));
+        let mut finished: Vec<(ReqId, Active, Outcome)> = Vec::new();
+        for &(link_id, outcome) in &ended {
+            let id = active
+                .iter()
+                .find(|(_, r)| r.link_id == link_id)
+                .map(|(id, _)| *id);
+            if let Some(r) = id.and_then(|id| active.remove(&id).map(|r| (id, r))) {
+                finished.push((r.0, r.1, outcome));
             }
         }
-        let mut i = 0;
-        while i < active.len() {
-            let r = &active[i];
-            let stalled = match (r.stall, link.progress(r.id)) {
-                (Some(st), Some(lp)) => t - lp >= st - EPS,
-                _ => false,
-            };
-            let outcome = if r.deadline <= t + EPS {
-                Some(Outcome::Timeout)
-            } else if stalled {
-                Some(Outcome::Stalled)
-            } else {
-                None
-            };
-            match outcome {
-                Some(o) => {
-                    link.abort(t, r.id);
-                    finished.push((active.swap_remove(i), o));
+        let expired: Vec<(ReqId, Outcome)> = active
+            .iter()
+            .filter_map(|(id, r)| {
+                let stalled = match (r.stall, link.progress(r.link_id)) {
+                    (Some(st), Some(lp)) => t - lp >= st - EPS,
+                    _ => false,
+                };
+                if r.deadline <= t + EPS {
+                    Some((*id, Outcome::Timeout))
+                } else if stalled {
+                    Some((*id, Outcome::Stalled))
+                } else {
+                    None
                 }
-                None => i += 1,
+            })
+            .collect();
+        for (id, outcome) in expired {
+            if let Some(r) = active.remove(&id) {
+                link.abort(t, r.link_id);
+                finished.push((id, r, outcome));
             }
         }
         // Report simultaneous completions in start order, then segment order.
         finished.sort_by(|a, b| {
-            a.0.started
-                .total_cmp(&b.0.started)
-                .then(a.0.index.cmp(&b.0.index))
+            a.1.started
+                .total_cmp(&b.1.started)
+                .then(a.1.index.cmp(&b.1.index))
         });
-        for (r, outcome) in finished {
-            let obs = Observation {
-                segment_index: r.index,
-                bytes: r.bytes,
-                started: instant(base, r.started),
-                finished: instant(base, t),
-                outcome,
-                in_flight: r.in_flight,
-                app_limited: r.app_limited,
+        for (id, r, outcome) in finished {
+            let result = match outcome {
+                Outcome::Success => Ok(Reply::Append(AppendResponse::default())),
+                other => Err(failure(other, r.deadline_d, r.stall)),
             };
-            strategy.observe(&obs);
-            observations += 1;
+            let input = Input::Reply {
+                id,
+                started: instant(base, r.started),
+                result,
+            };
+            core.input(now, input, &mut lend, &mut out);
             let attempt = Attempt {
                 index: r.index,
                 bytes: r.bytes,
@@ -668,57 +736,28 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
                 in_flight: r.in_flight,
                 deadline: r.deadline_d,
             };
-            after(strategy, &attempt);
+            after(&*lend.0, &attempt);
             report.attempts.push(attempt);
-            if outcome == Outcome::Success {
-                continue;
-            }
-            // The engine's retry accounting (`Run::on_done`).
-            if report.gave_up.is_none() {
-                let projected = u64::from(next_index)
-                    .saturating_add(remaining.div_ceil(last_size.unwrap_or(max_chunk).max(1)))
-                    .min(u64::from(MAX_SEGMENTS));
-                let budget = policy.budget(u32::try_from(projected).unwrap_or(MAX_SEGMENTS));
-                if r.attempt >= policy.max_attempts {
-                    report.gave_up = Some(format!(
-                        "segment {} failed {} times (last: {outcome:?})",
-                        r.index, r.attempt
-                    ));
-                } else if report.retries >= budget {
-                    report.gave_up = Some(format!("the retry budget of {budget} is spent"));
-                }
-                if report.gave_up.is_some() && setup.give_up {
-                    break 'run;
-                }
-            }
-            report.retries += 1;
-            let (throttled, retry_after) = match outcome {
-                Outcome::Throttled { retry_after } => (true, retry_after),
-                _ => (false, None),
-            };
-            let delay = backoff(
-                &mut jitter,
-                policy,
-                r.attempt.saturating_sub(1),
-                throttled,
-                retry_after,
-            );
-            if let Some(ra) = retry_after {
-                let until = t + ra.as_secs_f64().min(1e9);
-                hold_until = Some(hold_until.map_or(until, |h| h.max(until)));
-            }
-            waiting.push_back(Waiting {
-                index: r.index,
-                bytes: r.bytes,
-                attempt: r.attempt + 1,
-                ready_at: t + delay,
-            });
         }
+        core.input(now, Input::Tick, &mut lend, &mut out);
+        core.step(now, &mut lend, &mut out);
     }
     report.finished_at = t;
     report.closing = link.closing_time();
-    report.segments = next_index;
+    report.segments = core.segments_planned();
     report.bytes_sent = link.bytes_sent();
+    report.retries = core.retries_spent();
+    report.plans = core
+        .plan_log()
+        .iter()
+        .map(|p| Plan {
+            at: secs(base, p.at),
+            ctx: p.ctx,
+            answer: p.answer,
+            size: p.size,
+            observations: p.observations,
+        })
+        .collect();
     report
 }
 
@@ -768,20 +807,17 @@ mod tests {
         let link = Link::new(Steps(vec![(0.0, 1e5)]), 0.0);
         let mut s = FixedStrategy::new(1_000_000, 1, Duration::from_secs(1));
         let mut setup = Setup::new(1_000_000, 5_000_000, 1e4);
-        setup.give_up = true;
+        setup.retry = RetryPolicy::default().with_seed(BACKOFF_SEED);
         let r = drive(&mut s, &link, &setup, Instant::now(), |_, _| {});
         assert!(!r.completed);
         assert_eq!(r.attempts.len(), 5);
-        assert!(
-            r.gave_up
-                .as_deref()
-                .is_some_and(|g| g.contains("failed 5 times"))
-        );
-        // Without `give_up` the run goes on and only records it.
-        setup.give_up = false;
+        let why = r.gave_up.clone().unwrap_or_default();
+        assert!(why.contains("deadline") && why.contains('5'), "{why}");
+        // With a persistent policy the run goes on.
+        setup.retry = persistent_retry(BACKOFF_SEED);
         setup.time_limit = 20.0;
         let r = drive(&mut s, &link, &setup, Instant::now(), |_, _| {});
         assert!(r.attempts.len() > 5);
-        assert!(r.gave_up.is_some());
+        assert!(!r.completed);
     }
 }

@@ -146,6 +146,8 @@ keys! {
         "Upload-wide retries allowed at least.";
     "retry.max_unreachable" => retry.max_unreachable: Duration, max_unreachable, "duration", [],
         "How long the server may stay unreachable (every connection failing) before the upload gives up.";
+    "retry.max_store_outage" => retry.max_store_outage: Duration, max_store_outage, "duration", [],
+        "How long the checkpoint store may keep failing to write before the upload gives up (resumable).";
     "retry.seed" => retry.seed: Option<u64>, retry_seed, "integer", [],
         "Seed of the backoff jitter; unset: from the OS.";
     "polling.default_check_after" => polling.default_check_after: Duration, default_check_after, "duration",

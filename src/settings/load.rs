@@ -124,6 +124,8 @@ struct RetryDef {
     budget_min: u32,
     #[serde(with = "values::duration")]
     max_unreachable: Duration,
+    #[serde(with = "values::duration")]
+    max_store_outage: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
 }

@@ -483,13 +483,13 @@ impl Strategy for PinnedDeadline {
         self.inner.chunk_size(ctx)
     }
 
-    fn max_in_flight(&mut self, now: tokio::time::Instant) -> usize {
+    fn max_in_flight(&self, now: tokio::time::Instant) -> usize {
         self.inner.max_in_flight(now)
     }
 
-    fn request_deadline(&mut self, now: tokio::time::Instant, bytes: u64) -> Duration {
+    fn start_attempt(&mut self, now: tokio::time::Instant, bytes: u64) -> Duration {
         // The controller charges its rate caps here (once per attempt): keep calling it.
-        let _ = self.inner.request_deadline(now, bytes);
+        let _ = self.inner.start_attempt(now, bytes);
         self.deadline
     }
 
@@ -497,7 +497,7 @@ impl Strategy for PinnedDeadline {
         self.inner.stall_timeout()
     }
 
-    fn not_before(&mut self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+    fn not_before(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
         self.inner.not_before(now)
     }
 

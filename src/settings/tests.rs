@@ -109,6 +109,7 @@ fn every_key_can_be_set_from_the_environment_and_copied() {
         ("retry.budget_ratio", "0.25"),
         ("retry.budget_min", "4"),
         ("retry.max_unreachable", "5m"),
+        ("retry.max_store_outage", "3m"),
         ("retry.seed", "42"),
         ("polling.default_check_after", "3s"),
         ("polling.min_check_after", "2s"),
@@ -317,7 +318,7 @@ fn a_deadline_shorter_than_the_stall_time_is_rejected() {
         let s = Settings::builder().file(&ok).build().unwrap();
         let mut strategy = (s.engine_config().unwrap().strategy)();
         assert_eq!(
-            strategy.request_deadline(Instant::now(), 5 * MIB),
+            strategy.start_attempt(Instant::now(), 5 * MIB),
             Duration::from_secs(40)
         );
     }

@@ -208,7 +208,7 @@ mod tests {
             let mut s = (config.strategy)();
             assert_eq!(s.chunk_size(&ctx), chunk, "{name}");
             assert_eq!(s.max_in_flight(now), parallel, "{name}");
-            assert_eq!(s.request_deadline(now, chunk), deadline, "{name}");
+            assert_eq!(s.start_attempt(now, chunk), deadline, "{name}");
             assert_eq!(config.retry.max_attempts, BASELINE_MAX_ATTEMPTS, "{name}");
         }
         let default = (find("default").unwrap().build)();

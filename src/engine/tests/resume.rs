@@ -89,6 +89,13 @@ impl CheckpointStore for Recording {
     fn list(&self) -> BoxFuture<'_, crate::Result<Vec<CheckpointKey>>> {
         self.inner.list()
     }
+
+    fn claim<'a>(
+        &'a self,
+        key: &'a CheckpointKey,
+    ) -> BoxFuture<'a, crate::Result<crate::checkpoint::CheckpointClaim>> {
+        self.inner.claim(key)
+    }
 }
 
 /// An engine over `fake` with 120 s deadlines, saving checkpoints to `store`.
@@ -231,18 +238,31 @@ async fn saves_are_coalesced_and_never_overlap() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failing_store_does_not_fail_the_upload() {
+async fn a_store_that_never_writes_sends_no_segment_and_gives_up_resumable() {
     let store = Arc::new(Recording {
         fail: true,
         ..Recording::default()
     });
     let fake = Arc::new(Fake::new(100));
     let engine = engine_over(&fake, 100, 2, store);
+    let started = Instant::now();
     let (events, report) =
         run_collect(engine.upload(Source::bytes(random_bytes(400, 22)), video())).await;
-    report.unwrap();
+    let e = report.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Checkpoint, "{e}");
+    assert!(e.to_string().contains("max_store_outage"), "{e}");
+    // Write-ahead: INIT, but no segment that no checkpoint records.
+    assert_eq!(fake.st().inits, 1);
+    assert!(fake.st().calls.is_empty(), "{:?}", fake.st().calls);
+    // It kept trying the store, with the backoff, for the policy's bound.
+    let bound = RetryPolicy::default().max_store_outage;
+    let took = started.elapsed();
     assert!(
-        count!(events, UploadEvent::CheckpointFailed { error } if error.contains("disk full")) > 0
+        took >= bound && took < bound + Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(
+        count!(events, UploadEvent::CheckpointFailed { error } if error.contains("disk full")) > 5
     );
     assert_eq!(count!(events, UploadEvent::CheckpointSaved { .. }), 0);
 }
@@ -705,7 +725,7 @@ async fn a_forgotten_id_fails_a_fresh_upload_and_a_second_time_a_resumed_one() {
         .join()
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert_eq!(e.kind(), ErrorKind::MediaGone);
     assert_eq!(e.segment(), Some(1));
     assert_eq!(fake.st().inits, 1);
 
@@ -717,7 +737,7 @@ async fn a_forgotten_id_fails_a_fresh_upload_and_a_second_time_a_resumed_one() {
         .join()
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert_eq!(e.kind(), ErrorKind::MediaGone);
     assert_eq!(fake.st().inits, 2);
 }
 

@@ -94,8 +94,8 @@ async fn a_cold_strategy_answers_the_documented_defaults() {
     assert_eq!(s.stall_timeout(), Some(DEFAULT_STALL_TIMEOUT));
     assert_eq!(s.not_before(t), None);
     // Cold: max(60 s, n·S / 32 KiB/s) = max(60 s, 2 × 1 MiB / 32 KiB/s = 64 s).
-    assert_eq!(s.request_deadline(t, MIB), Duration::from_secs(64));
-    assert_eq!(s.request_deadline(t, 64 * KIB), COLD_DEADLINE_FLOOR);
+    assert_eq!(s.start_attempt(t, MIB), Duration::from_secs(64));
+    assert_eq!(s.start_attempt(t, 64 * KIB), COLD_DEADLINE_FLOOR);
     let e = s.estimates();
     assert_eq!(e.delivery_rate, None);
     assert_eq!(e.fixed_cost, None);
@@ -207,7 +207,7 @@ async fn a_429_holds_every_send_until_its_retry_after() {
     let mut s = adaptive();
     let t0 = Instant::now();
     let at = |ms: u64| t0 + Duration::from_millis(ms);
-    s.request_deadline(t0, MIB);
+    s.start_attempt(t0, MIB);
     s.observe(&obs(
         MIB,
         t0,
@@ -302,7 +302,7 @@ async fn a_timeout_shrinks_parallelism_rate_and_chunk() {
     let before = s.estimates();
     assert!(before.chunk_target >= 2 * MIB, "{before:?}");
     let size = before.chunk_target;
-    let d = s.request_deadline(t, size);
+    let d = s.start_attempt(t, size);
     s.observe(&obs(size, t, t + d, Outcome::Timeout, 1));
     let after = s.estimates();
     assert_eq!(s.max_in_flight(t + d), 3, "{after:?}");
@@ -316,7 +316,7 @@ async fn a_timeout_shrinks_parallelism_rate_and_chunk() {
     // Each later timeout cuts again, but the link's signals never below two in flight.
     let mut now = t + d;
     for level in [2, 2] {
-        let d = s.request_deadline(now, size);
+        let d = s.start_attempt(now, size);
         s.observe(&obs(size, now, now + d, Outcome::Timeout, 1));
         now += d;
         assert_eq!(s.max_in_flight(now), level);
@@ -328,7 +328,7 @@ async fn a_stall_or_timeout_after_an_outage_counts_as_one_failure_event() {
     let (mut s, t) = warm(&constant(10e6, 0.04), 20 * MIB);
     let starts: Vec<Instant> = (0..3).map(|i| t + Duration::from_millis(i * 10)).collect();
     for &st in &starts {
-        s.request_deadline(st, MIB);
+        s.start_attempt(st, MIB);
     }
     for (i, &st) in starts.iter().enumerate() {
         s.observe(&obs(
@@ -343,7 +343,7 @@ async fn a_stall_or_timeout_after_an_outage_counts_as_one_failure_event() {
     // Transport errors are per connection: each counts.
     let t2 = t + Duration::from_secs(40);
     for i in 0..2 {
-        s.request_deadline(t2, MIB);
+        s.start_attempt(t2, MIB);
         s.observe(&obs(
             MIB,
             t2,
@@ -362,7 +362,7 @@ async fn an_inflated_request_backs_off_and_resets_the_rate() {
     let before = s.estimates();
     let level = s.max_in_flight(t);
     let size = 2 * MIB;
-    s.request_deadline(t, size);
+    s.start_attempt(t, size);
     // Predicted ≈ α + n·S/R ≈ 3.4 s; this one took 30 s.
     s.observe(&obs(
         size,
@@ -386,7 +386,7 @@ async fn app_limited_samples_raise_but_never_lower_the_rate() {
     // Ten slow app-limited samples (a dribbling tail) leave the estimate alone.
     let mut now = t;
     for _ in 0..10 {
-        s.request_deadline(now, 64 * KIB);
+        s.start_attempt(now, 64 * KIB);
         let end = now + Duration::from_secs(10);
         s.observe(&Observation {
             app_limited: true,
@@ -396,7 +396,7 @@ async fn app_limited_samples_raise_but_never_lower_the_rate() {
     }
     assert_eq!(s.estimates().delivery_rate, Some(rate));
     // A faster app-limited sample raises it.
-    s.request_deadline(now, 4 * MIB);
+    s.start_attempt(now, 4 * MIB);
     let end = now + Duration::from_secs(1);
     s.observe(&Observation {
         app_limited: true,
@@ -414,24 +414,24 @@ async fn deadlines_scale_with_size_and_estimate() {
 
     // A chunk that should take 2 s at its share of the link does not wait 120 s.
     let two_secs = (2.0 * rate / n) as u64;
-    let d = fast.request_deadline(t, two_secs);
+    let d = fast.start_attempt(t, two_secs);
     assert!(d <= Duration::from_secs(40), "{d:?}");
     assert!(d >= DEFAULT_DEADLINE_FLOOR);
 
     // Above the floor, twice the bytes get about twice the time.
-    let d1 = fast.request_deadline(t, 4 * MIB);
-    let d2 = fast.request_deadline(t, 8 * MIB);
+    let d1 = fast.start_attempt(t, 4 * MIB);
+    let d2 = fast.start_attempt(t, 8 * MIB);
     let ratio = d2.as_secs_f64() / d1.as_secs_f64();
     assert!((1.7..=2.1).contains(&ratio), "{d1:?} {d2:?}");
 
     // A lower estimate gives the same bytes more time.
     let (mut slow, t2) = warm(&constant(1e6, 0.15), 8 * MIB);
     let slow_e = slow.estimates();
-    assert!(slow.request_deadline(t2, 4 * MIB) > d1 * 5);
+    assert!(slow.start_attempt(t2, 4 * MIB) > d1 * 5);
 
     // A chunk that should take 60 s is not killed at 30 s (nor at 60 s).
     let sixty = (60.0 * slow_e.delivery_rate.unwrap() / slow_e.parallelism as f64) as u64;
-    let d60 = slow.request_deadline(t2, sixty);
+    let d60 = slow.start_attempt(t2, sixty);
     assert!(d60 >= Duration::from_secs(150), "{d60:?}");
     assert!(d60 <= DEADLINE_CEILING);
 }
@@ -474,11 +474,11 @@ async fn rate_caps_pace_sends_through_not_before() {
     let t0 = Instant::now();
     assert_eq!(s.not_before(t0), None);
     // 10 kB at 100 kB/s: the byte cap holds the next send 0.1 s.
-    s.request_deadline(t0, 10_000);
+    s.start_attempt(t0, 10_000);
     assert_eq!(s.not_before(t0), Some(t0 + Duration::from_millis(100)));
     // A second request at 0.1 s: bytes allow 0.2 s, requests (2/s, burst 1) allow 0.5 s.
     let t1 = t0 + Duration::from_millis(100);
-    s.request_deadline(t1, 10_000);
+    s.start_attempt(t1, 10_000);
     assert_eq!(s.not_before(t1), Some(t0 + Duration::from_millis(500)));
 }
 
@@ -553,7 +553,7 @@ async fn state_export_and_import_round_trip() {
     assert_eq!(resumed.chunk_size(&ctx(t, 100 * MIB)), state.chunk_target);
     assert_eq!(resumed.max_in_flight(t), state.parallelism);
     assert_eq!(resumed.estimates().fixed_cost, s.estimates().fixed_cost);
-    assert!(resumed.request_deadline(t, MIB) < adaptive().request_deadline(t, MIB));
+    assert!(resumed.start_attempt(t, MIB) < adaptive().start_attempt(t, MIB));
 
     // A pinned configuration still wins over the state; the level is capped by the config.
     let pinned = AdaptiveConfig {
@@ -658,7 +658,7 @@ async fn requests_that_start_together_get_graded_sizes() {
     let mut sizes = Vec::new();
     for _ in 0..3 {
         let size = s.chunk_size(&ctx(t, 100 * MIB));
-        s.request_deadline(t, size);
+        s.start_attempt(t, size);
         sizes.push(size);
     }
     assert_eq!(sizes[0], target);
@@ -671,7 +671,7 @@ async fn requests_that_start_together_get_graded_sizes() {
     let mut cold = adaptive();
     let now = Instant::now();
     let first = cold.chunk_size(&ctx(now, 100 * MIB));
-    cold.request_deadline(now, first);
+    cold.start_attempt(now, first);
     assert_eq!(cold.chunk_size(&ctx(now, 100 * MIB)), first);
 }
 
@@ -968,7 +968,7 @@ proptest! {
                 4 => Outcome::RetryableError,
                 _ => Outcome::Throttled { retry_after: e.retry_ms.map(Duration::from_millis) },
             };
-            let deadline = s.request_deadline(started, e.bytes);
+            let deadline = s.start_attempt(started, e.bytes);
             prop_assert!(deadline > Duration::ZERO && deadline <= DEADLINE_CEILING);
             s.observe(&Observation {
                 segment_index: 0,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::fifo::FifoLink;
-use super::{Report, Setup, drive};
+use super::{Report, Setup, drive, persistent_retry};
 use crate::engine::RetryPolicy;
 use crate::limits::{DEFAULT_MAX_APPEND_BYTES, MIB};
 use crate::link::{LinkProfile, RoundTrips, Schedule, ideal_time};
@@ -291,7 +291,6 @@ fn setup(sc: &Scenario, link: &FifoLink) -> Setup {
         max_chunk: DEFAULT_MAX_APPEND_BYTES,
         time_limit: TIME_LIMIT_FACTOR * sc.ideal,
         retry: RetryPolicy::default().with_seed(link.seed),
-        give_up: true,
     }
 }
 
@@ -460,7 +459,7 @@ fn lossy_speedup(
     for link in &sc.links {
         let mut s = FixedStrategy::new(chunk, n, Duration::from_secs(deadline));
         let setup = Setup {
-            give_up: false,
+            retry: persistent_retry(link.seed),
             ..setup(sc, link)
         };
         let r = drive(&mut s, link, &setup, Instant::now(), |_, _| {});
