@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the error and its causes, joined.
             eprintln!("error: {}", cli::one_line(&e));
-            ExitCode::FAILURE
+            cli::exit_code(&e)
         }
     }
 }
