@@ -612,6 +612,23 @@ async fn an_empty_trace_file_is_named_as_a_trace_not_an_unknown_link() {
         stderr.contains("cannot use the trace file") && stderr.contains("empty.up"),
         "{stderr}"
     );
+    // A FIFO as a trace, or as the report, is not waited on.
+    let fifo = tmp.path().join("fifo.up");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    let mut cmd = upload("http://127.0.0.1:9", &dir, &file);
+    cmd.arg("--link").arg(&fifo);
+    let out = output_within(cmd, Duration::from_secs(20)).await;
+    assert!(
+        text(&out).1.contains("not a regular file"),
+        "{}",
+        text(&out).1
+    );
+    let mut cmd = upload("http://127.0.0.1:9", &dir, &file);
+    cmd.arg("--report").arg(&fifo);
+    cmd.args(["--set", "retry.max_unreachable=1s"]);
+    let out = output_within(cmd, Duration::from_secs(20)).await;
+    assert!(text(&out).1.contains("unreachable"), "{}", text(&out).1);
 }
 
 // ---------------------------------------------------------------------------------------

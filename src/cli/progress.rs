@@ -129,14 +129,19 @@ async fn interrupted(
         Some(report) => Ok(report),
         None => Err(anyhow::Error::new(Interrupted {
             signal,
-            what: left_behind(&outcome),
+            what: left_behind(&outcome, view.processing),
         })),
     }
 }
 
-/// What a cancelled upload left, and how to carry it on.
-fn left_behind(outcome: &CancelOutcome) -> String {
+/// What a cancelled upload left, and how to carry it on. `processing`: FINALIZE had
+/// succeeded, and the server was processing the media.
+fn left_behind(outcome: &CancelOutcome, processing: bool) -> String {
     match (&outcome.checkpoint, &outcome.media_id) {
+        (_, Some(id)) if processing => format!(
+            "media {id} was finalized and the server was still processing it; it may become \
+             usable without another upload"
+        ),
         (Some(cp), _) => {
             let until = outcome
                 .usable_until
@@ -183,6 +188,8 @@ struct View {
     mode: Mode,
     started: Instant,
     every: Duration,
+    /// A [`UploadEvent::Processing`] was seen: FINALIZE succeeded.
+    processing: bool,
 }
 
 impl View {
@@ -211,10 +218,12 @@ impl View {
             mode,
             started: Instant::now(),
             every,
+            processing: false,
         }
     }
 
     fn show(&mut self, event: UploadEvent) {
+        self.processing |= matches!(event, UploadEvent::Processing { .. });
         match &mut self.mode {
             Mode::Quiet => {}
             Mode::Json { last } => json_event(event, last, self.started, self.every),

@@ -301,13 +301,25 @@ pub(crate) async fn keeps_failing(
 
 /// Checks, before the first request, that the report can be written at `path` (its
 /// directory exists, the file can be opened for writing), so that a typo does not cost a
-/// whole upload. A file that did not exist is removed again.
+/// whole upload. A file that did not exist is removed again. A device or pipe (such as
+/// `/dev/stdout`) is not opened, since opening a FIFO blocks until a reader comes; what
+/// only fails when written (`/dev/full`) fails after the media id is on stdout.
 pub(crate) async fn check_report_path(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let Some(path) = path else {
         return Ok(());
     };
     let probe = path.to_path_buf();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        match std::fs::metadata(&probe) {
+            Ok(m) if m.is_dir() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "it is a directory",
+                ));
+            }
+            Ok(m) if !m.is_file() => return Ok(()),
+            _ => {}
+        }
         let existed = std::fs::symlink_metadata(&probe).is_ok();
         std::fs::OpenOptions::new()
             .append(true)
