@@ -369,6 +369,8 @@ fn unknown_keys(dict: &Dict, prefix: &str, out: &mut Vec<String>) {
             Value::Dict(_, d) if prefix.is_empty() && SECTIONS.contains(&path.as_str()) => {
                 unknown_keys(d, &path, out)
             }
+            // A section that is not a table is a value of the wrong type, reported as such.
+            _ if prefix.is_empty() && SECTIONS.contains(&path.as_str()) => {}
             _ => out.push(path),
         }
     }
@@ -609,7 +611,11 @@ pub(super) fn resolve(b: SettingsBuilder) -> Result<Settings, Problems> {
                 value: figment.find_value(&key).ok().map(|v| show_value(&v)),
                 origin: layer_of(&layers, e.metadata.as_ref())
                     .map_or(Origin::Default, |l| l.origin(&key)),
-                message: e.kind.to_string(),
+                message: if SECTIONS.contains(&key.as_str()) {
+                    format!("a section must be a table of keys ([{key}] and its keys below)")
+                } else {
+                    e.kind.to_string()
+                },
                 key: key.clone(),
             });
             for layer in &mut layers[1..] {

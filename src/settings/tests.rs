@@ -778,3 +778,27 @@ fn special_and_oversized_settings_files_are_refused_without_reading_them() {
     let p = one_problem_no_value(Settings::builder().file(&binary));
     assert!(p.to_string().contains("not UTF-8"), "{p}");
 }
+
+#[test]
+fn a_section_that_is_not_a_table_is_a_wrong_type_and_the_rest_is_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "flat.toml",
+        "scheduler = 5\n\n[retry]\nmax_attempts = \"many\"\n",
+    );
+    let ps = problems(Settings::builder().file(&file));
+    let text: Vec<String> = ps.iter().map(ToString::to_string).collect();
+    assert_eq!(ps.len(), 2, "{text:#?}");
+    let section = ps
+        .iter()
+        .find(|p| p.key == "scheduler")
+        .unwrap()
+        .to_string();
+    assert!(section.contains("must be a table"), "{section}");
+    assert!(section.contains("line 1"), "{section}");
+    assert!(
+        ps.iter().any(|p| p.key == "retry.max_attempts"),
+        "{text:#?}"
+    );
+}
