@@ -259,6 +259,26 @@ async fn a_closed_or_full_stdout_is_a_one_line_error_that_names_the_media_id() {
         .unwrap();
     assert!(emu.media_sha256(&MediaId::from(id)).is_some(), "{stderr}");
 
+    // `chunkwise upload f 2>&1 | true`: progress lines to a closed stderr are lost, not a
+    // panic (exit 101); the id is in the (lost) error, and the exit code says it failed.
+    let mut piped = std::process::Command::new("bash");
+    piped
+        .args(["-c", r#""$@" 2>&1 | true; exit "${PIPESTATUS[0]}""#, "bash"])
+        .arg(env!("CARGO_BIN_EXE_chunkwise"))
+        .args(["upload", "--base-url", emu.base_url().as_str()])
+        .args([
+            "--media-type",
+            "image/png",
+            "--no-resume",
+            "--checkpoint-dir",
+        ])
+        .arg(&dir)
+        .arg(&file)
+        .envs(cli_support::CREDS_ENV)
+        .env_remove("RUST_LOG");
+    let out = output_within(piped, LIMIT).await;
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+
     // `> /dev/full`, with a report: the report is still written, and says the id too.
     let report = tmp.path().join("report.json");
     let mut cmd = upload(emu.base_url().as_str(), &dir, &file);

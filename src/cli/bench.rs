@@ -135,7 +135,7 @@ pub(crate) async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<
     for cell in &args.plot {
         let path = write_plot(&run, cell, &args.traces, &args.out).await?;
         if !global.quiet {
-            eprintln!("plot written to {}", path.display());
+            note!("plot written to {}", path.display());
         }
     }
     super::output::stdout(&md)
@@ -215,7 +215,7 @@ async fn run_matrix(args: &BenchArgs, quiet: bool) -> anyhow::Result<BenchRun> {
     for (i, (profile, bytes)) in profiles.iter().enumerate() {
         let file = work.path().join(format!("link-{i}.mp4"));
         if !quiet {
-            eprintln!(
+            note!(
                 "generating {} of pseudo-random bytes for {}",
                 super::progress::size(*bytes),
                 profile.name()
@@ -258,7 +258,7 @@ async fn run_matrix(args: &BenchArgs, quiet: bool) -> anyhow::Result<BenchRun> {
     while let Some((i, result)) = results.next().await {
         done += 1;
         if !quiet {
-            eprintln!("[{done}/{total}] {}", progress_line(&result));
+            note!("[{done}/{total}] {}", progress_line(&result));
         }
         cells.push((i, result));
     }

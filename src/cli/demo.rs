@@ -138,15 +138,15 @@ pub(crate) async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<(
         .build()?;
     let engine = Engine::new(Arc::new(client), settings.engine_config()?)?;
 
-    eprintln!(
+    note!(
         "chunkwise demo: uploading a {} video to the local X {} emulator",
         size(args.size),
         settings.api().version
     );
-    eprintln!("link: {}", profile.summary());
+    note!("link: {}", profile.summary());
     let start = proxy.schedule_time();
     let ideal = IdealTime::compute(&profile, start, args.size, RoundTrips::CHUNKED_UPLOAD);
-    eprintln!(
+    note!(
         "ideal completion time on this link: {:.1} s",
         ideal.total.as_secs_f64()
     );

@@ -1,5 +1,14 @@
 //! Argument parsing and dispatch for the `chunkwise` binary.
 
+/// `eprintln!` that cannot panic: a closed or full stderr (`2>&1 | true`) loses the line
+/// instead of ending the process with a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod config;
 mod demo;

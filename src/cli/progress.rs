@@ -52,7 +52,7 @@ fn say(bar: Option<&ProgressBar>, msg: String) {
     let msg = clean(&msg);
     match bar {
         Some(b) => b.println(msg),
-        None => eprintln!("{msg}"),
+        None => note!("{msg}"),
     }
 }
 
@@ -281,7 +281,7 @@ fn text_event(
                 }
                 None if last_line.elapsed() >= every => {
                     *last_line = Instant::now();
-                    eprintln!("{}", line(&p, rate));
+                    note!("{}", line(&p, rate));
                 }
                 None => {}
             }
@@ -319,7 +319,7 @@ fn text_event(
         } => say(bar, restarted_line(&previous_media_id, &reason)),
         UploadEvent::Finalizing => match bar {
             Some(b) => b.set_message("finalizing"),
-            None => eprintln!("all segments acknowledged; finalizing"),
+            None => note!("all segments acknowledged; finalizing"),
         },
         UploadEvent::Processing {
             state,
@@ -334,7 +334,7 @@ fn text_event(
             );
             match bar {
                 Some(b) => b.set_message(msg),
-                None => eprintln!("{msg}"),
+                None => note!("{msg}"),
             }
         }
         _ => {}

@@ -140,7 +140,7 @@ async fn load_size(store: &FileCheckpointStore, key: &CheckpointKey) -> Option<u
 /// Says on stderr what a resumed upload starts from (unless `--quiet`).
 pub(crate) fn announce(cp: &Checkpoint, global: &GlobalArgs) {
     if !global.quiet {
-        eprintln!(
+        note!(
             "resuming media {}: {} of {} planned segments ({} of {}) already acknowledged",
             cp.media_id,
             cp.acked.len(),
@@ -173,7 +173,7 @@ pub(crate) async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
             Ok(None) => {}
             Err(e) => {
                 unreadable += 1;
-                eprintln!("error: {key}: {}", super::one_line(&anyhow::Error::new(e)));
+                note!("error: {key}: {}", super::one_line(&anyhow::Error::new(e)));
             }
         }
     }
@@ -185,7 +185,7 @@ pub(crate) async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
         );
     }
     if shown == 0 && !args.json {
-        eprintln!("no saved uploads in {}", store.dir().display());
+        note!("no saved uploads in {}", store.dir().display());
     }
     Ok(())
 }
@@ -272,7 +272,7 @@ pub(crate) async fn run_resume(args: ResumeArgs, global: &GlobalArgs) -> anyhow:
             .collect::<chunkwise::Result<Vec<_>>>()?
     };
     if keys.is_empty() {
-        eprintln!("no saved uploads in {}", store.dir().display());
+        note!("no saved uploads in {}", store.dir().display());
         return Ok(());
     }
     let mut failed = 0;
@@ -283,7 +283,7 @@ pub(crate) async fn run_resume(args: ResumeArgs, global: &GlobalArgs) -> anyhow:
             Err(e) if keys.len() == 1 || e.is::<Interrupted>() => return Err(e),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {key}: {}", super::one_line(&e));
+                note!("error: {key}: {}", super::one_line(&e));
             }
         }
     }
@@ -355,7 +355,7 @@ async fn resume_one(
         .build()?;
     let engine = Engine::new(Arc::new(client), settings.resumable_engine_config()?)?;
     if !global.quiet {
-        eprintln!("{key}: {}", output::clean(&path));
+        note!("{key}: {}", output::clean(&path));
     }
     announce(&cp, global);
     let handle = engine.resume(cp, source);

@@ -47,16 +47,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The base URL alone on stdout, so scripts can read it; the rest goes to stderr.
     super::output::line(emulator.base_url().as_str())?;
     if from_env {
-        eprintln!(
+        note!(
             "accepting requests signed with the credentials in X_API_KEY/X_API_SECRET/X_ACCESS_TOKEN/X_ACCESS_TOKEN_SECRET or X_BEARER_TOKEN"
         );
     } else {
-        eprintln!(
+        note!(
             "no X_* credentials set: accepting the emulator's demo credentials (see `chunkwise::emulator::demo_credentials`); `chunkwise upload --base-url {}` uses them automatically",
             emulator.base_url()
         );
     }
-    eprintln!("press Ctrl-C to stop");
+    note!("press Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
     emulator.shutdown().await;
     Ok(())
