@@ -316,15 +316,19 @@ impl Checkpoint {
     pub fn validate(&self) -> Result<()> {
         let x = self.target.api.starts_with("x-");
         if !is_allowed_media_id(self.media_id.as_str(), x) {
-            return Err(checkpoint_error(format!(
-                "the checkpoint's media id {:?} is not {}; it was not written by chunkwise",
-                crate::error::sanitize_text(self.media_id.as_str(), 40),
-                if x {
-                    "1 to 20 decimal digits, as X's media ids are"
-                } else {
-                    "1 to 128 ASCII letters, digits, - or _"
-                }
-            )));
+            // Shown cut to the longest id allowed, without control characters.
+            let shown = crate::error::sanitize_text(self.media_id.as_str(), MAX_KEY_CHARS);
+            return Err(checkpoint_error(if x {
+                format!(
+                    "the checkpoint's media id {shown:?} is not 1 to {MAX_X_MEDIA_ID_DIGITS} \
+                     decimal digits, as X's media ids are; it was not written by chunkwise"
+                )
+            } else {
+                format!(
+                    "the checkpoint's media id {shown:?} is not 1 to {MAX_KEY_CHARS} ASCII \
+                     letters, digits, - or _; it was not written by chunkwise"
+                )
+            }));
         }
         self.plan
             .check_consistent()
