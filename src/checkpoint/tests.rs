@@ -396,6 +396,18 @@ async fn file_store_reports_bad_files_and_failed_writes_as_typed_errors() {
             .contains("more than")
     );
 
+    // A FIFO named like a checkpoint is refused, not opened (which would wait for a writer).
+    #[cfg(unix)]
+    {
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success());
+        let load = tokio::time::timeout(std::time::Duration::from_secs(10), store.load(&key));
+        let e = load.await.expect("no wait on a FIFO").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Checkpoint);
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
     // The rename fails (a directory sits where the file goes): the temp file is cleaned up.
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
