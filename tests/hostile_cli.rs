@@ -723,3 +723,31 @@ async fn a_file_whose_name_is_not_utf8_resumes_with_resume_all() {
     assert!(checkpoint_files(&dir).is_empty());
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_interrupt_while_init_hangs_stops_at_once_with_nothing_to_resume() {
+    let (url, seen) = scripted(Arc::new(|_, _| None)).await;
+    let (_tmp, file, dir, _) = files(b"clip.png", 2);
+    let mut cmd = upload(&url, &dir, &file);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < LIMIT);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = Instant::now();
+    send(&child, "TERM");
+    let out = finish(child).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "no APPEND to wait for"
+    );
+    assert!(
+        stderr.contains("before the server gave it a media id"),
+        "{stderr}"
+    );
+    assert!(checkpoint_files(&dir).is_empty());
+}
