@@ -134,6 +134,70 @@ impl fmt::Display for ServerMessage {
     }
 }
 
+/// The most characters of one piece of server text (an error message, its name) that
+/// chunkwise keeps: 500.
+///
+/// Source: reasonable default; X's own messages are one sentence (protocol.md §5, the
+/// longest quoted is under 100 characters), so 500 keeps every real message whole while a
+/// hostile or broken server's 900 KB "message" becomes one readable line.
+pub const MAX_SERVER_TEXT_CHARS: usize = 500;
+
+/// Makes text that came from a server (or from a file it controls) safe to show on a
+/// terminal and in a one-line error: line breaks and tabs become spaces, every other control
+/// character (ESC, BEL, C1 controls) and every bidirectional-override or zero-width format
+/// character is dropped, and the text is cut to `max_chars` characters, with `…` and the
+/// number of characters left out.
+///
+/// [`Error::with_server_message`] applies it (with [`MAX_SERVER_TEXT_CHARS`]) to every server
+/// message that enters an error; the `chunkwise` command line applies it to whatever it
+/// prints. Pass `usize::MAX` to strip without cutting.
+///
+/// ```
+/// use chunkwise::error::sanitize_text;
+/// assert_eq!(sanitize_text("bad\x1b[2J\x07 id\nhere", 100), "bad[2J id here");
+/// assert_eq!(sanitize_text(&"x".repeat(10), 4), "xxxx… (6 more characters)");
+/// ```
+pub fn sanitize_text(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
+    let mut kept = 0usize;
+    let mut dropped = 0usize;
+    for c in text.chars() {
+        let c = match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() || is_invisible_format(c) => continue,
+            c => c,
+        };
+        if kept < max_chars {
+            out.push(c);
+            kept += 1;
+        } else {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        out.push_str(&format!("… ({dropped} more characters)"));
+    }
+    out
+}
+
+/// Zero-width and bidirectional-control characters, which can make a terminal show text in
+/// another order than it has ("Trojan Source", CVE-2021-42574).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+impl ServerMessage {
+    /// The message with [`sanitize_text`] applied to its name and text, each cut to
+    /// [`MAX_SERVER_TEXT_CHARS`].
+    pub fn sanitized(self) -> ServerMessage {
+        ServerMessage {
+            code: self.code,
+            name: self.name.map(|n| sanitize_text(&n, MAX_SERVER_TEXT_CHARS)),
+            message: sanitize_text(&self.message, MAX_SERVER_TEXT_CHARS),
+        }
+    }
+}
+
 /// The error type of chunkwise. See the [module docs](self).
 pub struct Error {
     inner: Box<Inner>,
@@ -250,9 +314,10 @@ impl Error {
         self
     }
 
-    /// Attach the server's error message.
+    /// Attach the server's error message, [sanitised](ServerMessage::sanitized): control
+    /// characters stripped, each part cut to [`MAX_SERVER_TEXT_CHARS`].
     pub fn with_server_message(mut self, msg: ServerMessage) -> Self {
-        self.inner.server = Some(msg);
+        self.inner.server = Some(msg.sanitized());
         self
     }
 
@@ -361,6 +426,34 @@ mod tests {
         assert!(s.contains("HTTP 400"), "{s}");
         assert!(s.contains("SegmentIndex must be between 0 and 999."), "{s}");
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn server_text_is_stripped_of_controls_and_cut() {
+        let e = Error::new(ErrorKind::Rejected, "finalize").with_server_message(ServerMessage {
+            code: Some(1),
+            name: Some("Bad\x1b]0;pwned\x07Name".into()),
+            message: format!("\x1b[31mred\x1b[0m\u{202E}txt\r\n{}", "y".repeat(900_000)),
+        });
+        let s = e.to_string();
+        assert!(!s.chars().any(|c| c.is_control()), "{s:?}");
+        assert!(!s.contains('\u{202E}'));
+        assert!(s.contains("Bad]0;pwnedName"), "{s}");
+        assert!(s.contains("[31mred[0mtxt  y"), "{s}");
+        assert!(s.len() < 2 * MAX_SERVER_TEXT_CHARS, "{}", s.len());
+        assert!(s.contains("more characters)"), "{s}");
+        let m = e.server_message().unwrap();
+        assert_eq!(
+            m.message.chars().filter(|c| *c == 'y').count(),
+            MAX_SERVER_TEXT_CHARS - 15
+        );
+        // Short, clean text is kept as it is.
+        assert_eq!(
+            sanitize_text("Segments do not add up.", 500),
+            "Segments do not add up."
+        );
+        assert_eq!(sanitize_text("", 0), "");
+        assert_eq!(sanitize_text("ab", 0), "… (2 more characters)");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod cli;
 
 use clap::Parser;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,7 +18,11 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            // Not eprintln!: a closed stderr must not turn the error into a panic.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {e}"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -25,8 +30,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, joined.
-            eprintln!("error: {}", cli::one_line(&e));
-            ExitCode::FAILURE
+            let _ = writeln!(std::io::stderr(), "error: {}", cli::one_line(&e));
+            cli::exit_code(&e)
         }
     }
 }

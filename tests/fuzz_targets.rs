@@ -1,7 +1,8 @@
 //! The fuzz targets of `fuzz/` as ordinary tests, for machines without nightly Rust: the
 //! committed seeds, seeded random bytes, and seeds with bytes overwritten or cut off, fed to
 //! the same entry points (`protocol::fuzzing::parse_response`,
-//! `checkpoint::fuzzing::read_checkpoint`). Deterministic: proptest runs with fixed seeds.
+//! `checkpoint::fuzzing::read_checkpoint`, `settings::fuzzing::load_settings`).
+//! Deterministic: proptest runs with fixed seeds.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,7 @@ use chunkwise::engine::{MediaSpec, Plan};
 use chunkwise::protocol::fuzzing::parse_response;
 use chunkwise::protocol::{MediaId, ProtocolTarget};
 use chunkwise::scheduler::FixedStrategy;
+use chunkwise::settings::fuzzing::load_settings;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
@@ -75,6 +77,23 @@ fn seeds_parse_without_panicking() {
         readable += usize::from(Checkpoint::from_bytes(&data).is_ok());
     }
     assert!(readable > 0, "no seed is a valid checkpoint");
+    let mut loadable = 0;
+    for (path, data) in seeds("settings") {
+        load_settings(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        loadable += usize::from(path.ends_with("example.toml"));
+    }
+    assert_eq!(loadable, 1, "the example file is a seed");
+}
+
+#[test]
+fn the_example_settings_seed_is_current() {
+    // The seed must stay the example file, so fuzzing starts from every key.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/chunkwise.toml");
+    let seed = seeds("settings")
+        .into_iter()
+        .find(|(p, _)| p.ends_with("example.toml"))
+        .unwrap();
+    assert_eq!(seed.1, std::fs::read(example).unwrap());
 }
 
 #[test]
@@ -166,5 +185,15 @@ proptest! {
     #[test]
     fn checkpoint_reader_holds_on_mutated_seeds(m in mutations()) {
         prop_assert_eq!(read_checkpoint(&mutated_seed("checkpoint", m)), Ok(()));
+    }
+
+    #[test]
+    fn settings_loader_holds_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        prop_assert_eq!(load_settings(&data), Ok(()));
+    }
+
+    #[test]
+    fn settings_loader_holds_on_mutated_seeds(m in mutations()) {
+        prop_assert_eq!(load_settings(&mutated_seed("settings", m)), Ok(()));
     }
 }

@@ -14,15 +14,11 @@ use std::time::Duration;
 
 use chunkwise::checkpoint::{CheckpointKey, SourceIdentity};
 use chunkwise::emulator::{Command as ApiCommand, Emulator, EmulatorHandle, FaultConfig};
-use chunkwise::engine::UploadEvent;
 use chunkwise::protocol::{ApiVersion, UploadProtocol, XClient};
-use chunkwise::scheduler::FixedStrategy;
-use chunkwise::{
-    Checkpoint, Credentials, Engine, EngineConfig, FileCheckpointStore, MediaCategory, Source,
-};
+use chunkwise::{Checkpoint, Credentials, FileCheckpointStore, Source};
 
 use cli_support::{checkpoint_files, chunkwise, fail, succeed};
-use support::{creds, data, sha256, spec};
+use support::{creds, data, sha256};
 
 const CHUNK: u64 = 32 * 1024;
 const SEGMENTS: usize = 8;
@@ -62,25 +58,7 @@ fn client(emu: &EmulatorHandle) -> XClient {
 /// Uploads `file` as the CLI would (v2, same base URL) until `acked` segments are done, then
 /// cancels: the checkpoint stays in `dir`.
 async fn saved_upload(emu: &EmulatorHandle, dir: &Path, file: &Path, acked: usize) -> Checkpoint {
-    let config = EngineConfig::default()
-        .with_fixed_strategy(FixedStrategy::new(CHUNK, 1, Duration::from_secs(30)))
-        .with_checkpoint_store(Arc::new(FileCheckpointStore::new(dir)));
-    let engine = Engine::new(Arc::new(client(emu)), config).unwrap();
-    let mut upload = engine.upload(
-        Source::file(file).await.unwrap(),
-        spec("image/png", Some(MediaCategory::TweetImage)),
-    );
-    let mut done = 0;
-    while let Some(event) = upload.next_event().await {
-        if matches!(event, UploadEvent::SegmentDone { .. }) {
-            done += 1;
-            if done == acked {
-                break;
-            }
-        }
-    }
-    let out = upload.cancel().await.unwrap();
-    let cp = out.checkpoint.expect("a checkpoint after INIT");
+    let cp = cli_support::saved_upload(Arc::new(client(emu)), CHUNK, dir, file, acked).await;
     assert!(cp.acked.len() >= acked && cp.acked.len() < SEGMENTS);
     cp
 }

@@ -101,16 +101,20 @@ impl FileCheckpointStore {
 
     fn load_blocking(&self, key: &CheckpointKey) -> Result<Option<Checkpoint>> {
         let path = self.path_for(key);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("cannot open", &path, e)),
+        // A FIFO named like a checkpoint must not hang `status` or `upload`; an oversized
+        // file is noticed after one byte more than allowed (`from_bytes` names the size).
+        let data = match read_regular_capped(&path, MAX_CHECKPOINT_BYTES) {
+            Ok(data) => data,
+            Err(CappedReadError::Io(e)) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(CappedReadError::Io(e)) => return Err(io_error("cannot read", &path, e)),
+            Err(CappedReadError::NotRegular) => {
+                return Err(checkpoint_error(format!(
+                    "{} is not a regular file (a pipe, device or directory named like a \
+                     checkpoint); remove it from the checkpoint directory",
+                    path.display()
+                )));
+            }
         };
-        let mut data = Vec::new();
-        // One byte more than allowed, so an oversized file is noticed without reading it all.
-        file.take(MAX_CHECKPOINT_BYTES + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| io_error("cannot read", &path, e))?;
         Checkpoint::from_bytes(&data).map(Some).map_err(|e| {
             checkpoint_error(format!("cannot use the checkpoint {}", path.display())).with_source(e)
         })
@@ -309,6 +313,39 @@ fn still_at(file: &fs::File, path: &Path) -> bool {
         let _ = (file, path);
         true
     }
+}
+
+/// Why [`read_regular_capped`] read nothing.
+#[derive(Debug)]
+pub(crate) enum CappedReadError {
+    /// The path is not a regular file (a FIFO, a device, a directory, a socket).
+    NotRegular,
+    /// Opening or reading failed (`NotFound` for a missing file).
+    Io(std::io::Error),
+}
+
+/// Reads the regular file at `path`, at most `cap + 1` bytes of it (so a caller can tell a
+/// file over `cap` from one at it, without reading a huge file or `/dev/zero` whole).
+///
+/// Special files are refused before they are opened, since opening a FIFO for reading blocks
+/// until a writer comes, and again on the opened file, in case the path was swapped between
+/// the check and the open. Blocking I/O: call it off the async runtime.
+pub(crate) fn read_regular_capped(
+    path: &Path,
+    cap: u64,
+) -> std::result::Result<Vec<u8>, CappedReadError> {
+    if !fs::metadata(path).map_err(CappedReadError::Io)?.is_file() {
+        return Err(CappedReadError::NotRegular);
+    }
+    let file = fs::File::open(path).map_err(CappedReadError::Io)?;
+    if !file.metadata().map_err(CappedReadError::Io)?.is_file() {
+        return Err(CappedReadError::NotRegular);
+    }
+    let mut data = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(CappedReadError::Io)?;
+    Ok(data)
 }
 
 /// An [`ErrorKind::Checkpoint`](crate::ErrorKind::Checkpoint) error for a failed file

@@ -60,6 +60,7 @@ use crate::protocol::{MediaId, ProtocolTarget};
 
 pub use file::LOCK_FILE_EXTENSION;
 pub use file::{CHECKPOINT_FILE_EXTENSION, FileCheckpointStore};
+pub(crate) use file::{CappedReadError, read_regular_capped};
 pub use identity::{FINGERPRINT_SAMPLE_BYTES, SourceIdentity};
 pub use memory::MemoryCheckpointStore;
 
@@ -221,6 +222,22 @@ pub struct Checkpoint {
     pub saved_at: SystemTime,
 }
 
+/// The most digits of an X media id in a checkpoint: 20.
+///
+/// Source: X's media ids are unsigned 64-bit snowflakes (protocol.md §2.1), and
+/// `u64::MAX` has 20 digits; the response parser allows the same.
+pub const MAX_X_MEDIA_ID_DIGITS: usize = 20;
+
+/// Whether `s` is an allowed media id of a checkpoint for an X target (`x`) or another
+/// one; see [`Checkpoint::validate`].
+fn is_allowed_media_id(s: &str, x: bool) -> bool {
+    if x {
+        !s.is_empty() && s.len() <= MAX_X_MEDIA_ID_DIGITS && s.bytes().all(|b| b.is_ascii_digit())
+    } else {
+        CheckpointKey::parse(s).is_ok()
+    }
+}
+
 /// The first line of a checkpoint file.
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -271,17 +288,48 @@ impl Checkpoint {
             .collect()
     }
 
-    /// Checks that the checkpoint is consistent: a non-empty media id; a plan that
+    /// Checks that the checkpoint is consistent: a media id and media key of the allowed
+    /// form (see below); a plan that
     /// [`Plan::next_segment`] could have made (indices `0..n` in order, contiguous offsets,
     /// every length within the chunk limit and the whole source within 1000 segments); a
     /// source size equal to the plan's; acknowledged segments that were all planned.
+    ///
+    /// # Media ids
+    ///
+    /// A checkpoint's media id goes into the URLs of the requests that resume it (v2 puts it
+    /// in the path) and into messages on terminals, so only these forms are accepted:
+    ///
+    /// - for an X target (`target.api` starting with `x-`): 1 to [`MAX_X_MEDIA_ID_DIGITS`]
+    ///   ASCII digits (X's ids are 64-bit snowflakes; the v2 spec's pattern is
+    ///   `^[0-9]{1,19}$`, protocol.md §2.1), which is also what the response parser accepts;
+    /// - for any other target (a custom [`UploadProtocol`](crate::protocol::UploadProtocol)):
+    ///   what a [`CheckpointKey`] may be, 1 to [`MAX_KEY_CHARS`] ASCII letters, digits, `-`
+    ///   or `_`.
+    ///
+    /// So `../../../etc/passwd`, an id with a space, a `/` or a control character, and an
+    /// empty id are all refused. The media key is informational (it is never sent back to
+    /// the server) and is not checked: it is the server's text, and whoever shows it passes it
+    /// through [`sanitize_text`](crate::error::sanitize_text), as the command line does.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Checkpoint`] naming the first inconsistency.
     pub fn validate(&self) -> Result<()> {
-        if self.media_id.as_str().is_empty() {
-            return Err(checkpoint_error("the checkpoint has an empty media id"));
+        let x = self.target.api.starts_with("x-");
+        if !is_allowed_media_id(self.media_id.as_str(), x) {
+            // Shown cut to the longest id allowed, without control characters.
+            let shown = crate::error::sanitize_text(self.media_id.as_str(), MAX_KEY_CHARS);
+            return Err(checkpoint_error(if x {
+                format!(
+                    "the checkpoint's media id {shown:?} is not 1 to {MAX_X_MEDIA_ID_DIGITS} \
+                     decimal digits, as X's media ids are; it was not written by chunkwise"
+                )
+            } else {
+                format!(
+                    "the checkpoint's media id {shown:?} is not 1 to {MAX_KEY_CHARS} ASCII \
+                     letters, digits, - or _; it was not written by chunkwise"
+                )
+            }));
         }
         self.plan
             .check_consistent()

@@ -396,6 +396,18 @@ async fn file_store_reports_bad_files_and_failed_writes_as_typed_errors() {
             .contains("more than")
     );
 
+    // A FIFO named like a checkpoint is refused, not opened (which would wait for a writer).
+    #[cfg(unix)]
+    {
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success());
+        let load = tokio::time::timeout(std::time::Duration::from_secs(10), store.load(&key));
+        let e = load.await.expect("no wait on a FIFO").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Checkpoint);
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
     // The rename fails (a directory sits where the file goes): the temp file is cleaned up.
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
@@ -473,4 +485,39 @@ proptest! {
             prop_assert_eq!(cp, sample());
         }
     }
+}
+
+#[test]
+fn media_ids_must_have_the_documented_form() {
+    // X targets: decimal ids.
+    for bad in [
+        "../../../etc/passwd",
+        "",
+        "12 34",
+        "12/34",
+        "\u{1b}[2J",
+        "123456789012345678901",
+        "-1",
+    ] {
+        let mut cp = sample();
+        cp.media_id = MediaId::from(bad);
+        let e = Checkpoint::from_bytes(&cp.to_bytes().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Checkpoint, "{bad:?}");
+        assert!(e.to_string().contains("media id"), "{e}");
+        assert!(!e.to_string().contains('\u{1b}'), "{e}");
+    }
+    let mut cp = sample();
+    cp.media_id = MediaId::from("18446744073709551615");
+    // The media key is informational and not checked.
+    cp.media_key = Some("7_1\u{7}".into());
+    cp.validate().unwrap();
+
+    // Other targets: a file-name-safe alphabet.
+    let mut cp = sample();
+    cp.target.api = "custom".into();
+    cp.media_id = MediaId::from("upload-42_a");
+    cp.media_key = Some("key-1".into());
+    cp.validate().unwrap();
+    cp.media_id = MediaId::from("../x");
+    assert!(cp.validate().is_err());
 }

@@ -108,8 +108,7 @@ pub(crate) fn strategy_config(name: &str) -> anyhow::Result<EngineConfig> {
 
 pub(crate) async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.list {
-        print_list(&args.traces);
-        return Ok(());
+        return print_list(&args.traces);
     }
     let run = match &args.from {
         Some(path) => {
@@ -136,30 +135,33 @@ pub(crate) async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<
     for cell in &args.plot {
         let path = write_plot(&run, cell, &args.traces, &args.out).await?;
         if !global.quiet {
-            eprintln!("plot written to {}", path.display());
+            note!("plot written to {}", path.display());
         }
     }
-    print!("{md}");
-    Ok(())
+    super::output::stdout(&md)
 }
 
-fn print_list(traces: &Path) {
-    println!("strategies:");
+fn print_list(traces: &Path) -> anyhow::Result<()> {
+    let mut out = String::from("strategies:\n");
     for s in strategies::STRATEGIES {
-        println!("  {:<10} {}", s.name, s.description);
+        out.push_str(&format!("  {:<10} {}\n", s.name, s.description));
     }
-    println!("links of a full run:");
+    out.push_str("links of a full run:\n");
     for l in links::link_names(&[], false, traces) {
-        println!("  {l}");
+        out.push_str(&format!("  {l}\n"));
     }
     if !traces.is_dir() {
-        println!(
-            "  (the traces {} are added when {} exists)",
+        out.push_str(&format!(
+            "  (the traces {} are added when {} exists)\n",
             links::TRACE_LINKS.join(", "),
             traces.display()
-        );
+        ));
     }
-    println!("links of --quick: {}", links::QUICK_LINKS.join(", "));
+    out.push_str(&format!(
+        "links of --quick: {}\n",
+        links::QUICK_LINKS.join(", ")
+    ));
+    super::output::stdout(&out)
 }
 
 async fn write(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
@@ -213,7 +215,7 @@ async fn run_matrix(args: &BenchArgs, quiet: bool) -> anyhow::Result<BenchRun> {
     for (i, (profile, bytes)) in profiles.iter().enumerate() {
         let file = work.path().join(format!("link-{i}.mp4"));
         if !quiet {
-            eprintln!(
+            note!(
                 "generating {} of pseudo-random bytes for {}",
                 super::progress::size(*bytes),
                 profile.name()
@@ -256,7 +258,7 @@ async fn run_matrix(args: &BenchArgs, quiet: bool) -> anyhow::Result<BenchRun> {
     while let Some((i, result)) = results.next().await {
         done += 1;
         if !quiet {
-            eprintln!("[{done}/{total}] {}", progress_line(&result));
+            note!("[{done}/{total}] {}", progress_line(&result));
         }
         cells.push((i, result));
     }

@@ -9,7 +9,8 @@ use chunkwise::auth::{
 use chunkwise::settings::{PRESETS, Settings};
 use clap::{Args, Subcommand};
 
-use super::SettingsArgs;
+use super::upload::env_credentials;
+use super::{SettingsArgs, output};
 
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArgs {
@@ -48,9 +49,7 @@ pub(crate) async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     match args.command {
         ConfigCommand::Show(layers) => {
             let settings = super::resolve(layers.builder()).await?;
-            print!("{}", settings.to_toml());
-            print!("{}", credentials_block());
-            Ok(())
+            output::stdout(&format!("{}{}", settings.to_toml(), credentials_block()))
         }
         ConfigCommand::Check { file, preset } => {
             let mut b = Settings::builder().origin("command line --preset");
@@ -61,16 +60,18 @@ pub(crate) async fn run(args: ConfigArgs) -> anyhow::Result<()> {
             match tokio::task::spawn_blocking(move || b.resolve()).await? {
                 Ok(settings) => {
                     let set = settings.provenance().iter().count();
-                    println!(
+                    output::line(&format!(
                         "{}: ok ({set} keys differ from the defaults)",
                         file.display()
-                    );
-                    Ok(())
+                    ))
                 }
                 Err(problems) => {
-                    for p in &problems.0 {
-                        println!("{p}");
-                    }
+                    let lines: String = problems
+                        .0
+                        .iter()
+                        .map(|p| format!("{}\n", output::clean(&p.to_string())))
+                        .collect();
+                    output::stdout(&lines)?;
                     anyhow::bail!(
                         "{}: {} invalid setting{}",
                         file.display(),
@@ -81,10 +82,11 @@ pub(crate) async fn run(args: ConfigArgs) -> anyhow::Result<()> {
             }
         }
         ConfigCommand::Presets => {
-            for p in PRESETS {
-                println!("# {}: {}{}", p.name, p.summary, p.toml);
-            }
-            Ok(())
+            let text: String = PRESETS
+                .iter()
+                .map(|p| format!("# {}: {}{}\n", p.name, p.summary, p.toml))
+                .collect();
+            output::stdout(&text)
         }
     }
 }
@@ -103,10 +105,15 @@ fn credentials_block() -> String {
         };
         out.push_str(&format!("#   {var:<22} {state}\n"));
     }
-    let in_use = match Credentials::from_env() {
-        Some(Credentials::OAuth1(_)) => "OAuth 1.0a user context (X_API_KEY and the others)",
-        Some(Credentials::Bearer(_)) => "OAuth 2 bearer token (X_BEARER_TOKEN)",
-        None => "none (uploads to a loopback base URL use the emulator's demo credentials)",
+    let in_use = match env_credentials() {
+        Ok(Some(Credentials::OAuth1(_))) => {
+            "OAuth 1.0a user context (X_API_KEY and the others)".to_string()
+        }
+        Ok(Some(Credentials::Bearer(_))) => "OAuth 2 bearer token (X_BEARER_TOKEN)".to_string(),
+        Ok(None) => {
+            "none (uploads to a loopback base URL use the emulator's demo credentials)".to_string()
+        }
+        Err(e) => format!("none: {e}"),
     };
     out.push_str(&format!("#   in use: {in_use}\n"));
     out

@@ -15,7 +15,8 @@ use chunkwise::{Engine, MediaCategory, MediaSpec, Source, UploadReport};
 use clap::Args;
 
 use super::progress::{self, size};
-use super::{GlobalArgs, PinArgs, SettingsArgs, parse_size};
+use super::signals::Interrupts;
+use super::{GlobalArgs, PinArgs, SettingsArgs, output, parse_size};
 
 /// Size of the generated demo video.
 ///
@@ -53,12 +54,21 @@ pub(crate) struct DemoArgs {
 
 /// Resolves a link profile by name or trace file, with an optional RTT override.
 pub(crate) async fn link_profile(spec: &str, rtt_ms: Option<u64>) -> anyhow::Result<LinkProfile> {
-    let mut profile = LinkProfile::resolve(spec).await.with_context(|| {
-        format!(
-            "unknown link {spec:?}; built-in profiles: {}",
-            LinkProfile::names().join(", ")
-        )
-    })?;
+    // A name that is a file is a trace: say what is wrong with it, not "unknown link"; a
+    // FIFO or device is refused before it is read (it may never end).
+    let file = tokio::fs::metadata(spec).await.ok();
+    if file.as_ref().is_some_and(|m| !m.is_file()) && LinkProfile::from_name(spec).is_err() {
+        anyhow::bail!("cannot use {spec:?} as a trace file: it is not a regular file");
+    }
+    let mut profile = LinkProfile::resolve(spec)
+        .await
+        .with_context(|| match file {
+            Some(_) => format!("cannot use the trace file {spec:?}"),
+            None => format!(
+                "unknown link {spec:?}; built-in profiles: {}",
+                LinkProfile::names().join(", ")
+            ),
+        })?;
     if let Some(rtt) = rtt_ms {
         let one_way = Duration::from_millis(rtt) / 2;
         let up = profile.up().clone().with_delay(one_way);
@@ -104,6 +114,8 @@ pub(crate) async fn generate(path: PathBuf, len: u64) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let mut interrupts = Interrupts::listen()?;
+    super::upload::check_report_path(args.report.as_deref()).await?;
     let mut settings = args.pins.apply(args.settings.builder());
     if let Some(api) = args.api {
         settings = settings.origin("command line --api").api_version(api);
@@ -126,26 +138,27 @@ pub(crate) async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<(
         .build()?;
     let engine = Engine::new(Arc::new(client), settings.engine_config()?)?;
 
-    eprintln!(
+    note!(
         "chunkwise demo: uploading a {} video to the local X {} emulator",
         size(args.size),
         settings.api().version
     );
-    eprintln!("link: {}", profile.summary());
+    note!("link: {}", profile.summary());
     let start = proxy.schedule_time();
     let ideal = IdealTime::compute(&profile, start, args.size, RoundTrips::CHUNKED_UPLOAD);
-    eprintln!(
+    note!(
         "ideal completion time on this link: {:.1} s",
         ideal.total.as_secs_f64()
     );
 
     let source = Source::file(&path).await?;
     let spec = MediaSpec::new("video/mp4").with_category(MediaCategory::TweetVideo);
-    let report =
-        progress::follow(engine.upload(source, spec), global, Duration::from_secs(2)).await?;
+    let handle = engine.upload(source, spec);
+    let report = progress::follow(handle, global, Duration::from_secs(2), &mut interrupts).await?;
     let verified = emulator.media_sha256(&report.media_id) == Some(file_sha256(path).await?);
+    // The summary (with the media id) first, then the report file.
+    output::stdout(&summary(&report, ideal.total, verified))?;
     super::upload::write_report(args.report.as_deref(), &report).await?;
-    print_summary(&report, ideal.total, verified);
     proxy.shutdown().await;
     emulator.shutdown().await;
     Ok(())
@@ -172,43 +185,46 @@ pub(crate) async fn file_sha256(path: PathBuf) -> anyhow::Result<[u8; 32]> {
     .context("hashing the demo video")
 }
 
-/// The demo's closing report on stdout.
-fn print_summary(r: &UploadReport, ideal: Duration, verified: bool) {
-    println!("media id           {}", r.media_id);
-    println!(
-        "size               {} in {} segments ({} to {})",
-        size(r.total_bytes),
-        r.segments,
-        size(r.chunk_min),
-        size(r.chunk_max)
-    );
-    println!(
-        "elapsed            {:.1} s (ideal {:.1} s)",
-        r.elapsed.as_secs_f64(),
-        ideal.as_secs_f64()
-    );
-    println!("efficiency         {:.3}", efficiency(ideal, r.elapsed));
-    println!(
-        "goodput            {}/s",
-        size(r.goodput_bytes_per_sec as u64)
-    );
-    println!(
-        "APPEND latency     p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        r.latency.p50_ms, r.latency.p90_ms, r.latency.p99_ms, r.latency.max_ms
-    );
-    println!("parallel APPENDs   up to {}", r.max_in_flight);
-    println!(
-        "retries            {} ({} sent again)",
-        r.retries,
-        size(r.bytes_resent)
-    );
-    println!("processing         {:?}", r.processing_state);
-    println!(
-        "byte-identical     {}",
-        if verified {
-            "yes (the emulator's SHA-256 of the assembled media equals the file's)"
-        } else {
-            "NO: checksum mismatch"
-        }
-    );
+/// The demo's closing report, for stdout.
+fn summary(r: &UploadReport, ideal: Duration, verified: bool) -> String {
+    let lines = [
+        format!("media id           {}", r.media_id),
+        format!(
+            "size               {} in {} segments ({} to {})",
+            size(r.total_bytes),
+            r.segments,
+            size(r.chunk_min),
+            size(r.chunk_max)
+        ),
+        format!(
+            "elapsed            {:.1} s (ideal {:.1} s)",
+            r.elapsed.as_secs_f64(),
+            ideal.as_secs_f64()
+        ),
+        format!("efficiency         {:.3}", efficiency(ideal, r.elapsed)),
+        format!(
+            "goodput            {}/s",
+            size(r.goodput_bytes_per_sec as u64)
+        ),
+        format!(
+            "APPEND latency     p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            r.latency.p50_ms, r.latency.p90_ms, r.latency.p99_ms, r.latency.max_ms
+        ),
+        format!("parallel APPENDs   up to {}", r.max_in_flight),
+        format!(
+            "retries            {} ({} sent again)",
+            r.retries,
+            size(r.bytes_resent)
+        ),
+        format!("processing         {:?}", r.processing_state),
+        format!(
+            "byte-identical     {}",
+            if verified {
+                "yes (the emulator's SHA-256 of the assembled media equals the file's)"
+            } else {
+                "NO: checksum mismatch"
+            }
+        ),
+    ];
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }

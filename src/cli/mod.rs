@@ -1,11 +1,22 @@
 //! Argument parsing and dispatch for the `chunkwise` binary.
 
+/// `eprintln!` that cannot panic: a closed or full stderr (`2>&1 | true`) loses the line
+/// instead of ending the process with a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod config;
 mod demo;
+mod output;
 mod progress;
 mod resume;
 mod serve;
+mod signals;
 mod upload;
 
 use std::path::PathBuf;
@@ -201,7 +212,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// An error and its causes on one line, without repeating a cause the message already shows.
+/// The exit code of a command that failed with `e`: the shell's code for the signal
+/// (128 + its number) if a signal stopped it, else 1.
+pub(crate) fn exit_code(e: &anyhow::Error) -> std::process::ExitCode {
+    match e.downcast_ref::<signals::Interrupted>() {
+        Some(i) => std::process::ExitCode::from(i.signal.exit_code()),
+        None => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// An error and its causes on one line, without repeating a cause the message already shows,
+/// and without control characters (server text in it is already cut short where it entered
+/// the error).
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -213,7 +235,7 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
         }
         source = s.source();
     }
-    out.replace('\n', " ")
+    output::clean(&out)
 }
 
 /// Parses a byte size such as `4194304`, `4MiB`, `512 KiB` or `5MB`.

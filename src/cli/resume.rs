@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use chunkwise::checkpoint::{CheckpointKey, CheckpointStore, SourceIdentity};
 use chunkwise::protocol::{ApiVersion, ProtocolTarget};
-use chunkwise::{Checkpoint, Engine, FileCheckpointStore, Source};
+use chunkwise::{Checkpoint, Engine, FileCheckpointStore, Source, UploadReport};
 use clap::Args;
 
 use super::progress::{self, size};
-use super::upload::{credentials_for, write_report};
-use super::{CheckpointArgs, GlobalArgs, PinArgs, SettingsArgs};
+use super::signals::{Interrupted, Interrupts};
+use super::upload::{check_report_path, credentials_for, deliver, keeps_failing};
+use super::{CheckpointArgs, GlobalArgs, PinArgs, SettingsArgs, output};
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
@@ -139,7 +140,7 @@ async fn load_size(store: &FileCheckpointStore, key: &CheckpointKey) -> Option<u
 /// Says on stderr what a resumed upload starts from (unless `--quiet`).
 pub(crate) fn announce(cp: &Checkpoint, global: &GlobalArgs) {
     if !global.quiet {
-        eprintln!(
+        note!(
             "resuming media {}: {} of {} planned segments ({} of {}) already acknowledged",
             cp.media_id,
             cp.acked.len(),
@@ -163,16 +164,16 @@ pub(crate) async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
             Ok(Some(cp)) => {
                 shown += 1;
                 if args.json {
-                    println!("{}", status_json(&key, &cp, now));
+                    output::line(&status_json(&key, &cp, now).to_string())?;
                 } else {
-                    print!("{}", status_text(&key, &cp, now));
+                    output::stdout(&status_text(&key, &cp, now))?;
                 }
             }
             // Removed since it was listed (an upload finished meanwhile).
             Ok(None) => {}
             Err(e) => {
                 unreadable += 1;
-                eprintln!("error: {key}: {}", super::one_line(&anyhow::Error::new(e)));
+                note!("error: {key}: {}", super::one_line(&anyhow::Error::new(e)));
             }
         }
     }
@@ -184,7 +185,7 @@ pub(crate) async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
         );
     }
     if shown == 0 && !args.json {
-        eprintln!("no saved uploads in {}", store.dir().display());
+        note!("no saved uploads in {}", store.dir().display());
     }
     Ok(())
 }
@@ -204,11 +205,16 @@ fn expiry_text(expires_at: Option<SystemTime>, now: SystemTime) -> String {
 }
 
 fn status_text(key: &CheckpointKey, cp: &Checkpoint, now: SystemTime) -> String {
-    let file = cp.source.path.as_deref().unwrap_or("(not a file)");
+    let file = cp
+        .source
+        .path
+        .as_deref()
+        .map_or_else(|| "(not a file)".to_string(), output::clean);
+    // The media key is the server's text, kept as it was sent.
     let media_key = cp
         .media_key
         .as_deref()
-        .map(|k| format!(" (media key {k})"))
+        .map(|k| format!(" (media key {})", output::shown(k)))
         .unwrap_or_default();
     format!(
         "{key}\n  file:     {file} ({} bytes)\n  target:   {} {}\n  media id: {}{media_key}\n  \
@@ -251,6 +257,8 @@ fn status_json(key: &CheckpointKey, cp: &Checkpoint, now: SystemTime) -> serde_j
 
 /// `chunkwise resume`.
 pub(crate) async fn run_resume(args: ResumeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let mut interrupts = Interrupts::listen()?;
+    check_report_path(args.report.as_deref()).await?;
     let base = args
         .checkpoints
         .apply(args.pins.apply(args.settings.builder()));
@@ -264,17 +272,18 @@ pub(crate) async fn run_resume(args: ResumeArgs, global: &GlobalArgs) -> anyhow:
             .collect::<chunkwise::Result<Vec<_>>>()?
     };
     if keys.is_empty() {
-        eprintln!("no saved uploads in {}", store.dir().display());
+        note!("no saved uploads in {}", store.dir().display());
         return Ok(());
     }
     let mut failed = 0;
     for key in &keys {
-        match resume_one(&args, global, &store, key).await {
-            Ok(media_id) => println!("{media_id}"),
-            Err(e) if keys.len() == 1 => return Err(e),
+        match resume_one(&args, global, &store, key, &mut interrupts).await {
+            Ok(report) => deliver(report, args.report.as_deref(), None).await?,
+            // Stop here: the interrupt was meant for the whole command.
+            Err(e) if keys.len() == 1 || e.is::<Interrupted>() => return Err(e),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {key}: {}", super::one_line(&e));
+                note!("error: {key}: {}", super::one_line(&e));
             }
         }
     }
@@ -284,13 +293,14 @@ pub(crate) async fn run_resume(args: ResumeArgs, global: &GlobalArgs) -> anyhow:
     Ok(())
 }
 
-/// Continues the saved upload `key` to its end; returns its media id.
+/// Continues the saved upload `key` to its end; returns its report.
 async fn resume_one(
     args: &ResumeArgs,
     global: &GlobalArgs,
     store: &FileCheckpointStore,
     key: &CheckpointKey,
-) -> anyhow::Result<String> {
+    interrupts: &mut Interrupts,
+) -> anyhow::Result<UploadReport> {
     let cp = store
         .load(key)
         .await
@@ -331,10 +341,9 @@ async fn resume_one(
         .api_version(api)
         .base_url(Some(base_url.clone()));
     let settings = super::resolve(builder).await?;
-    let source = Source::file(&path)
+    let (source, identity) = open_saved_source(&cp, &path)
         .await
         .with_context(|| format!("cannot open {path}, the file of the saved upload {key}"))?;
-    let identity = SourceIdentity::of(&source).await?;
     cp.source.check_unchanged(&identity).map_err(|e| {
         anyhow::Error::new(e).context(format!(
             "{path} changed since its upload was interrupted; run `chunkwise upload \
@@ -346,11 +355,86 @@ async fn resume_one(
         .build()?;
     let engine = Engine::new(Arc::new(client), settings.resumable_engine_config()?)?;
     if !global.quiet {
-        eprintln!("{key}: {path}");
+        note!("{key}: {}", output::clean(&path));
     }
     announce(&cp, global);
     let handle = engine.resume(cp, source);
-    let report = progress::follow(handle, global, Duration::from_secs(1)).await?;
-    write_report(args.report.as_deref(), &report).await?;
-    Ok(report.media_id.to_string())
+    match progress::follow(handle, global, Duration::from_secs(1), interrupts).await {
+        Ok(report) => Ok(report),
+        Err(e) => {
+            let hint =
+                format!("run `chunkwise upload --no-resume {path}` to discard it and start over");
+            Err(keeps_failing(e, store, key, &hint).await)
+        }
+    }
+}
+
+/// The most files tried for a saved path that was not UTF-8; see [`open_saved_source`].
+///
+/// Source: reasonable default; several names that differ only in their invalid bytes in one
+/// directory are rare, and each try reads only the fingerprint's samples (192 KiB).
+const MAX_LOSSY_PATH_CANDIDATES: usize = 16;
+
+/// Opens the file of a saved upload and computes its identity.
+///
+/// A checkpoint keeps the path as UTF-8, lossily: a name with bytes that are not UTF-8 has
+/// `U+FFFD` in their place and cannot be opened as written. Then every path whose lossy form
+/// is the saved one is tried (at most [`MAX_LOSSY_PATH_CANDIDATES`]), and the one with the
+/// identity of the checkpoint (size, modification time, fingerprint) is taken.
+async fn open_saved_source(
+    cp: &Checkpoint,
+    path: &str,
+) -> anyhow::Result<(Source, SourceIdentity)> {
+    let open = |p: PathBuf| async move {
+        let source = Source::file(&p).await?;
+        let identity = SourceIdentity::of(&source).await?;
+        anyhow::Ok((source, identity))
+    };
+    let direct = open(PathBuf::from(path)).await;
+    if direct.is_ok() || !path.contains(char::REPLACEMENT_CHARACTER) {
+        return direct;
+    }
+    let lossy = PathBuf::from(path);
+    let candidates = tokio::task::spawn_blocking(move || lossy_matches(&lossy)).await?;
+    for candidate in candidates {
+        if let Ok((source, identity)) = open(candidate).await {
+            if cp.source.check_unchanged(&identity).is_ok() {
+                return Ok((source, identity));
+            }
+        }
+    }
+    direct
+}
+
+/// The existing paths whose lossy UTF-8 form is `lossy`, at most
+/// [`MAX_LOSSY_PATH_CANDIDATES`]. Blocking.
+fn lossy_matches(lossy: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = vec![PathBuf::new()];
+    for part in lossy.components() {
+        let name = part.as_os_str().to_string_lossy();
+        let mut next = Vec::new();
+        for base in &found {
+            if !name.contains(char::REPLACEMENT_CHARACTER) {
+                next.push(base.join(part));
+                continue;
+            }
+            let dir = if base.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                base.as_path()
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            next.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy() == name)
+                    .map(|e| base.join(e.file_name())),
+            );
+        }
+        next.truncate(MAX_LOSSY_PATH_CANDIDATES);
+        found = next;
+    }
+    found
 }

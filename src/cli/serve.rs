@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
+use chunkwise::MediaCategory;
 use chunkwise::emulator::{Emulator, EmulatorConfig};
-use chunkwise::{Credentials, MediaCategory};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -22,7 +22,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (credentials, from_env) = match Credentials::from_env() {
+    let (credentials, from_env) = match super::upload::env_credentials()? {
         Some(c) => (c, true),
         None => (chunkwise::emulator::demo_credentials(), false),
     };
@@ -45,18 +45,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let emulator = builder.start().await?;
     // The base URL alone on stdout, so scripts can read it; the rest goes to stderr.
-    println!("{}", emulator.base_url());
+    super::output::line(emulator.base_url().as_str())?;
     if from_env {
-        eprintln!(
+        note!(
             "accepting requests signed with the credentials in X_API_KEY/X_API_SECRET/X_ACCESS_TOKEN/X_ACCESS_TOKEN_SECRET or X_BEARER_TOKEN"
         );
     } else {
-        eprintln!(
+        note!(
             "no X_* credentials set: accepting the emulator's demo credentials (see `chunkwise::emulator::demo_credentials`); `chunkwise upload --base-url {}` uses them automatically",
             emulator.base_url()
         );
     }
-    eprintln!("press Ctrl-C to stop");
+    note!("press Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
     emulator.shutdown().await;
     Ok(())

@@ -5,17 +5,27 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use chunkwise::auth::{
+    ENV_ACCESS_TOKEN, ENV_ACCESS_TOKEN_SECRET, ENV_API_KEY, ENV_API_SECRET, ENV_BEARER_TOKEN,
+};
+use chunkwise::checkpoint::CheckpointStore as _;
 use chunkwise::checkpoint::{CheckpointKey, SourceIdentity};
 use chunkwise::protocol::{
     ApiVersion, AppendRequest, AppendResponse, InitRequest, InitResponse, MediaId, MediaStatus,
     ProtocolTarget, UploadProtocol, XClient,
 };
-use chunkwise::{Credentials, Engine, MediaCategory, MediaSpec, Source, UploadReport};
+use chunkwise::{
+    Credentials, Engine, ErrorKind, FileCheckpointStore, MediaCategory, MediaSpec, Source,
+    UploadReport,
+};
 use clap::Args;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckpointArgs, GlobalArgs, SettingsArgs, bench, parse_size, progress, resume};
+use super::signals::Interrupts;
+use super::{
+    CheckpointArgs, GlobalArgs, SettingsArgs, bench, output, parse_size, progress, resume,
+};
 
 #[derive(Debug, Args)]
 pub(crate) struct UploadArgs {
@@ -92,10 +102,56 @@ fn guess_media_type(path: &std::path::Path) -> Option<&'static str> {
     })
 }
 
-/// Credentials from the environment; for a loopback base URL, the emulator's documented demo
-/// credentials when none are set.
+/// The OAuth 1.0a variables, all four needed.
+const OAUTH1_VARS: [&str; 4] = [
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    ENV_ACCESS_TOKEN,
+    ENV_ACCESS_TOKEN_SECRET,
+];
+
+/// The credentials of the `X_*` environment variables, if any are set ([`Credentials::from_env`]),
+/// after checking what it does not: that the OAuth 1.0a set is complete when any of it is
+/// set, and that no value has a control character (a line break cannot go into an HTTP
+/// header; a trailing `\r` from a file with Windows line endings is the usual cause). Errors
+/// name the variables, never their values.
+pub(crate) fn env_credentials() -> anyhow::Result<Option<Credentials>> {
+    let is_set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    let (set, missing): (Vec<&str>, Vec<&str>) = OAUTH1_VARS.iter().partition(|v| is_set(v));
+    if !set.is_empty() && !missing.is_empty() {
+        anyhow::bail!(
+            "incomplete OAuth 1.0a credentials: {} {} set but {} {}; set all four (or unset \
+             them all and use {ENV_BEARER_TOKEN})",
+            set.join(", "),
+            if set.len() == 1 { "is" } else { "are" },
+            missing.join(", "),
+            if missing.len() == 1 {
+                "is not"
+            } else {
+                "are not"
+            },
+        );
+    }
+    for var in OAUTH1_VARS.iter().chain([&ENV_BEARER_TOKEN]) {
+        match std::env::var(var) {
+            Ok(v) if v.chars().any(char::is_control) => anyhow::bail!(
+                "{var} contains a line break or another control character, which cannot be \
+                 sent in an HTTP header (a trailing \\r from a file with Windows line endings \
+                 is the usual cause); remove it (the value is not shown)"
+            ),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                anyhow::bail!("{var} is not valid UTF-8 text (the value is not shown)")
+            }
+            _ => {}
+        }
+    }
+    Ok(Credentials::from_env())
+}
+
+/// Credentials from the environment ([`env_credentials`]); for a loopback base URL, the
+/// emulator's documented demo credentials when no `X_*` variable is set.
 pub(crate) fn credentials_for(base_url: Option<&url::Url>) -> anyhow::Result<Credentials> {
-    if let Some(c) = Credentials::from_env() {
+    if let Some(c) = env_credentials()? {
         return Ok(c);
     }
     let loopback = base_url.and_then(|u| u.host()).is_some_and(|h| match h {
@@ -112,6 +168,7 @@ pub(crate) fn credentials_for(base_url: Option<&url::Url>) -> anyhow::Result<Cre
 }
 
 pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let mut interrupts = Interrupts::listen()?;
     let media_type = match &args.media_type {
         Some(t) => t.clone(),
         None => guess_media_type(&args.file)
@@ -130,6 +187,7 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
 
     let settings = super::resolve(settings_builder(&args)).await?;
     let credentials = credentials_for(settings.api().base_url.as_ref())?;
+    check_report_path(args.report.as_deref()).await?;
     let client = settings.client_builder(credentials)?;
     // The checkpoint names the real target, also when the requests go through a link proxy
     // on a new port each run: so the next run finds it.
@@ -200,13 +258,117 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
             engine.upload(source, spec)
         }
     };
-    let report = progress::follow(handle, global, Duration::from_secs(1)).await?;
-    write_cli_report(args.report.as_deref(), report.clone(), Some(started)).await?;
-    println!("{}", report.media_id);
+    let result = progress::follow(handle, global, Duration::from_secs(1), &mut interrupts).await;
     if let Some(link) = proxy {
         link.shutdown().await;
     }
-    Ok(())
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            let hint = "run again with --no-resume to discard it and start over";
+            return Err(keeps_failing(e, &store, &key, hint).await);
+        }
+    };
+    deliver(report, args.report.as_deref(), Some(started)).await
+}
+
+/// `e`, the error of an upload, with a hint when the server refused it for good (a rejected
+/// request, an unusable answer, failed processing) and its checkpoint is still there: every
+/// later run would resume it and, likely, fail the same way. `hint` says how to start over
+/// instead.
+pub(crate) async fn keeps_failing(
+    e: anyhow::Error,
+    store: &FileCheckpointStore,
+    key: &CheckpointKey,
+    hint: &str,
+) -> anyhow::Error {
+    let refused = e.downcast_ref::<chunkwise::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            ErrorKind::Rejected | ErrorKind::Protocol | ErrorKind::ProcessingFailed
+        )
+    });
+    if refused && matches!(store.load(key).await, Ok(Some(_))) {
+        e.context(format!(
+            "the upload failed and its checkpoint {} is kept, so the next run resumes it; if \
+             the error repeats, {hint}",
+            store.path_for(key).display()
+        ))
+    } else {
+        e
+    }
+}
+
+/// Checks, before the first request, that the report can be written at `path` (its
+/// directory exists, the file can be opened for writing), so that a typo does not cost a
+/// whole upload. A file that did not exist is removed again. A device or pipe (such as
+/// `/dev/stdout`) is not opened, since opening a FIFO blocks until a reader comes; what
+/// only fails when written (`/dev/full`) fails after the media id is on stdout.
+pub(crate) async fn check_report_path(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let probe = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        match std::fs::metadata(&probe) {
+            Ok(m) if m.is_dir() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "it is a directory",
+                ));
+            }
+            Ok(m) if !m.is_file() => return Ok(()),
+            _ => {}
+        }
+        let existed = std::fs::symlink_metadata(&probe).is_ok();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&probe)?;
+        if !existed {
+            std::fs::remove_file(&probe)?;
+        }
+        Ok(())
+    })
+    .await?
+    .with_context(|| {
+        format!(
+            "cannot write the report to {}; nothing was uploaded",
+            path.display()
+        )
+    })
+}
+
+/// Hands the result over: the media id on stdout first, then the report to `path`. The
+/// media id is never lost: if stdout cannot take it, or the report cannot be written, the
+/// error names it.
+pub(crate) async fn deliver(
+    report: UploadReport,
+    path: Option<&std::path::Path>,
+    started: Option<SystemTime>,
+) -> anyhow::Result<()> {
+    let id = report.media_id.clone();
+    let printed = output::line(id.as_str());
+    let written = write_cli_report(path, report, started).await;
+    match (printed, written) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Ok(()), Err(e)) => Err(e.context(format!(
+            "media {id} was uploaded (its id is on stdout) but the report was not written"
+        ))),
+        (Err(e), written) => {
+            let report = match written {
+                Err(w) => format!(
+                    "; the report was not written either ({})",
+                    super::one_line(&w)
+                ),
+                Ok(()) if path.is_some() => "; the report was written".to_string(),
+                Ok(()) => String::new(),
+            };
+            Err(e.context(format!(
+                "media {id} was uploaded but its id could not be printed{report}"
+            )))
+        }
+    }
 }
 
 /// A protocol that reports another target than its own base URL: the upstream behind a

@@ -2,7 +2,7 @@
 //! the merge and remembering which layer every value came from.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Format, Toml};
@@ -16,8 +16,17 @@ use super::{
     ApiSettings, CheckpointSettings, EnvSource, Origin, Problem, Problems, Provenance,
     SchedulerSettings, Settings, SettingsBuilder, presets,
 };
+use crate::checkpoint::{CappedReadError, read_regular_capped};
 use crate::engine::{PollingConfig, RetryPolicy};
+use crate::limits::MIB;
 use crate::scheduler::{AdaptiveConfig, ChunkMode, ParallelismMode, RateCap};
+
+/// The largest settings file read: 1 MiB.
+///
+/// Source: reasonable default; `examples/chunkwise.toml`, which documents every key, is under
+/// 4 KiB, so 1 MiB is hundreds of times what a settings file needs, while `--config
+/// /dev/zero`-like mistakes or a huge file stop after 1 MiB instead of filling the memory.
+pub const MAX_SETTINGS_FILE_BYTES: u64 = MIB;
 
 /// The file format: [`Settings`] without provenance, as serde sees it.
 #[derive(Serialize, Deserialize)]
@@ -362,6 +371,8 @@ fn unknown_keys(dict: &Dict, prefix: &str, out: &mut Vec<String>) {
             Value::Dict(_, d) if prefix.is_empty() && SECTIONS.contains(&path.as_str()) => {
                 unknown_keys(d, &path, out)
             }
+            // A section that is not a table is a value of the wrong type, reported as such.
+            _ if prefix.is_empty() && SECTIONS.contains(&path.as_str()) => {}
             _ => out.push(path),
         }
     }
@@ -430,18 +441,51 @@ fn env_layer(vars: Vec<(String, String)>, problems: &mut Vec<Problem>) -> Layer 
 }
 
 /// The file layer, or the problem reading or parsing it.
+///
+/// Special files (a FIFO, `/dev/zero`) are refused before they are opened, and at most
+/// [`MAX_SETTINGS_FILE_BYTES`] are read.
 fn file_layer(path: PathBuf) -> Result<Layer, Problem> {
-    let problem = |line, message| Problem {
+    let problem = |message| file_problem(&path, None, message);
+    let data = read_regular_capped(&path, MAX_SETTINGS_FILE_BYTES).map_err(|e| match e {
+        CappedReadError::NotRegular => problem(
+            "cannot read the settings file: it is not a regular file (a pipe, a device or a \
+             directory); give the path of a TOML file"
+                .into(),
+        ),
+        CappedReadError::Io(e) => problem(format!("cannot read the settings file: {e}")),
+    })?;
+    if data.len() as u64 > MAX_SETTINGS_FILE_BYTES {
+        return Err(problem(format!(
+            "the settings file is larger than {}, far more than any settings file needs; is \
+             it the right file?",
+            values::format_size(MAX_SETTINGS_FILE_BYTES)
+        )));
+    }
+    let text = String::from_utf8(data).map_err(|e| {
+        problem(format!(
+            "the settings file is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    text_layer(path, text)
+}
+
+/// A problem with the settings file as a whole.
+fn file_problem(path: &Path, line: Option<usize>, message: String) -> Problem {
+    Problem {
         key: "file".into(),
         value: None,
         origin: Origin::File {
-            path: path.clone(),
+            path: path.to_path_buf(),
             line,
         },
         message,
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| problem(None, format!("cannot read the settings file: {e}")))?;
+    }
+}
+
+/// The file layer of `text`, read from `path`, or the problem parsing it.
+fn text_layer(path: PathBuf, text: String) -> Result<Layer, Problem> {
+    let problem = |line, message| file_problem(&path, line, message);
     if let Err(e) = toml_edit::ImDocument::parse(text.as_str()) {
         let line = e
             .span()
@@ -507,7 +551,11 @@ pub(super) fn resolve(b: SettingsBuilder) -> Result<Settings, Problems> {
         }
     }
     if let Some(path) = b.file {
-        match file_layer(path) {
+        let layer = match b.file_text {
+            Some(text) => text_layer(path, text),
+            None => file_layer(path),
+        };
+        match layer {
             Ok(l) => layers.push(l),
             Err(p) => problems.push(p),
         }
@@ -533,49 +581,56 @@ pub(super) fn resolve(b: SettingsBuilder) -> Result<Settings, Problems> {
         });
     }
 
-    for layer in &layers[1..] {
+    // Unknown keys are reported and left out, so the rest is still checked in this run.
+    for layer in &mut layers[1..] {
         let mut unknown = Vec::new();
         unknown_keys(&layer.dict, "", &mut unknown);
-        problems.extend(unknown.into_iter().map(|path| Problem {
-            message: unknown_key_message(&path),
-            origin: layer.kind.origin(&path),
-            value: None,
-            key: path,
-        }));
-    }
-    if !problems.is_empty() {
-        return Err(Problems(problems));
+        for path in unknown {
+            remove_path(&mut layer.dict, &path);
+            problems.push(Problem {
+                message: unknown_key_message(&path),
+                origin: layer.kind.origin(&path),
+                value: None,
+                key: path,
+            });
+        }
     }
 
-    let figment = layers.iter().enumerate().fold(Figment::new(), |f, (i, l)| {
-        f.merge(LayerProvider {
-            name: layer_name(i),
-            dict: &l.dict,
-        })
-    });
-    let layer_of = |m: Option<&Metadata>| {
-        m.and_then(|m| (0..layers.len()).find(|i| m.name == layer_name(*i)))
-            .map(|i| &layers[i].kind)
-    };
-
-    let mut settings = match figment.extract::<Raw>() {
-        Ok(raw) => raw.into_settings(),
-        Err(errors) => {
-            for e in errors {
-                let key = e.path.join(".");
-                problems.push(Problem {
-                    value: figment.find_value(&key).ok().map(|v| show_value(&v)),
-                    origin: layer_of(e.metadata.as_ref())
-                        .map_or(Origin::Default, |l| l.origin(&key)),
-                    message: e.kind.to_string(),
-                    key,
-                });
+    // serde stops at the first value of a wrong type or form; each such key is reported,
+    // taken out of every layer (so it falls back to its default) and the extraction run
+    // again, until it succeeds: every problem in one run. Each round removes a key, so
+    // there are at most as many rounds as keys.
+    let (figment, raw) = loop {
+        let figment = merged(&layers);
+        let errors = match figment.extract::<Raw>() {
+            Ok(raw) => break (figment, raw),
+            Err(errors) => errors,
+        };
+        let mut removed = false;
+        for e in errors {
+            let key = e.path.join(".");
+            problems.push(Problem {
+                value: figment.find_value(&key).ok().map(|v| show_value(&v)),
+                origin: layer_of(&layers, e.metadata.as_ref())
+                    .map_or(Origin::Default, |l| l.origin(&key)),
+                message: if SECTIONS.contains(&key.as_str()) {
+                    format!("a section must be a table of keys ([{key}] and its keys below)")
+                } else {
+                    e.kind.to_string()
+                },
+                key: key.clone(),
+            });
+            for layer in &mut layers[1..] {
+                removed |= !key.is_empty() && remove_path(&mut layer.dict, &key);
             }
+        }
+        if !removed {
             return Err(Problems(problems));
         }
     };
+    let mut settings = raw.into_settings();
     for key in KEYS {
-        let origin = layer_of(figment.find_metadata(key.name))
+        let origin = layer_of(&layers, figment.find_metadata(key.name))
             .map_or(Origin::Default, |l| l.origin(key.name));
         settings.provenance.set(key.name, origin);
     }
@@ -584,11 +639,40 @@ pub(super) fn resolve(b: SettingsBuilder) -> Result<Settings, Problems> {
         settings.provenance.set(o.key, o.origin);
     }
 
-    let problems = super::validate::problems(&settings);
+    super::validate::fit_unpinned_chunks(&mut settings);
+    problems.extend(super::validate::problems(&settings));
     if problems.is_empty() {
         Ok(settings)
     } else {
         Err(Problems(problems))
+    }
+}
+
+/// The layers merged by figment, each under a name that maps back to it ([`layer_of`]).
+fn merged(layers: &[Layer]) -> Figment {
+    layers.iter().enumerate().fold(Figment::new(), |f, (i, l)| {
+        f.merge(LayerProvider {
+            name: layer_name(i),
+            dict: &l.dict,
+        })
+    })
+}
+
+/// The layer a figment value came from.
+fn layer_of<'a>(layers: &'a [Layer], m: Option<&Metadata>) -> Option<&'a LayerKind> {
+    m.and_then(|m| (0..layers.len()).find(|i| m.name == layer_name(*i)))
+        .map(|i| &layers[i].kind)
+}
+
+/// Removes the dotted `path` (`section.key`, or a top-level name) from `dict`; whether it
+/// was there.
+fn remove_path(dict: &mut Dict, path: &str) -> bool {
+    match path.split_once('.') {
+        None => dict.remove(path).is_some(),
+        Some((section, rest)) => match dict.get_mut(section) {
+            Some(Value::Dict(_, nested)) => remove_path(nested, rest),
+            _ => false,
+        },
     }
 }
 

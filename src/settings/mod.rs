@@ -62,6 +62,51 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+/// The settings loader's fuzz entry point, for the `settings` target in `fuzz/` and the
+/// seeded-corpus tests. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Settings, load};
+
+    /// Loads `data` as the text of a settings file (straight to the loader, no file system)
+    /// and checks that a refusal lists at least one problem, each with a message, and that
+    /// settings that load print ([`Settings::to_toml`]) as a file that loads back to the same
+    /// values. Returns the property that failed; a panic anywhere is a bug too.
+    pub fn load_settings(data: &[u8]) -> Result<(), String> {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return Ok(());
+        };
+        let settings = match from_text(text) {
+            Ok(s) => s,
+            Err(problems) if problems.0.is_empty() => {
+                return Err("a refusal without a problem".into());
+            }
+            Err(problems) => {
+                return match problems.0.iter().find(|p| p.message.is_empty()) {
+                    Some(p) => Err(format!("a problem without a message: {p:?}")),
+                    None => Ok(()),
+                };
+            }
+        };
+        let shown = settings.to_toml();
+        let again = from_text(&shown)
+            .map_err(|p| format!("to_toml's output does not load back: {p}\n{shown}"))?;
+        if load::to_dict(&again) == load::to_dict(&settings) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the settings changed in a round trip:\n{text}\nbecame\n{shown}"
+            ))
+        }
+    }
+
+    fn from_text(text: &str) -> Result<Settings, super::Problems> {
+        let mut b = Settings::builder().file("fuzz-input.toml");
+        b.file_text = Some(text.to_string());
+        b.resolve()
+    }
+}
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -79,6 +124,7 @@ use crate::protocol::{ApiVersion, AppendEncoding, XClient, XClientBuilder};
 use crate::scheduler::{AdaptiveConfig, AdaptiveStrategy, Observation, PlanContext, Strategy};
 
 pub use keys::{ENV_PREFIX, KEYS, Key, SECTIONS, env_var, key};
+pub use load::MAX_SETTINGS_FILE_BYTES;
 pub use presets::{PRESETS, Preset};
 pub use validate::MAX_APPEND_BYTES_LIMIT;
 
@@ -540,6 +586,8 @@ impl fmt::Debug for Override {
 pub struct SettingsBuilder {
     preset: Option<(String, Origin)>,
     file: Option<PathBuf>,
+    /// The file's text, given instead of read (the fuzz entry point).
+    file_text: Option<String>,
     env: EnvSource,
     strings: Vec<(String, String, Origin)>,
     typed: Vec<Override>,
@@ -551,6 +599,7 @@ impl Default for SettingsBuilder {
         SettingsBuilder {
             preset: None,
             file: None,
+            file_text: None,
             env: EnvSource::Off,
             strings: Vec::new(),
             typed: Vec::new(),

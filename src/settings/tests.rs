@@ -653,3 +653,148 @@ fn only_the_resumable_engine_config_saves_checkpoints() {
         std::path::Path::new("/var/tmp/chunkwise-ckpt")
     );
 }
+
+#[test]
+fn every_problem_of_a_file_is_reported_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nine problems: four of type or form, two unknown keys, three out of range.
+    let file = write(
+        dir.path(),
+        "many.toml",
+        "[api]\nmedia_data = \"yes\"\ncontrol_timeout = 5\n\n\
+         [scheduler]\nchunk_size = \"4 MiBB\"\nmax_paralelism = 4\nparallelism = 0\n\
+         initial_parallelism = \"two\"\n\n\
+         [retry]\nmax_attempts = 0\nbudget_ratio = 99.0\n\n[pollling]\ndeadline = \"1m\"\n",
+    );
+    let ps = problems(Settings::builder().file(&file));
+    let text: Vec<String> = ps.iter().map(ToString::to_string).collect();
+    let keys: BTreeSet<&str> = ps.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "api.media_data",
+            "api.control_timeout",
+            "scheduler.chunk_size",
+            "scheduler.max_paralelism",
+            "scheduler.parallelism",
+            "scheduler.initial_parallelism",
+            "retry.max_attempts",
+            "retry.budget_ratio",
+            "pollling",
+        ]),
+        "{text:#?}"
+    );
+    assert_eq!(ps.len(), 9, "{text:#?}");
+    // Each still names its line.
+    for (key, line) in [
+        ("api.media_data", 2),
+        ("scheduler.chunk_size", 6),
+        ("scheduler.initial_parallelism", 9),
+        ("retry.budget_ratio", 13),
+    ] {
+        let p = ps.iter().find(|p| p.key == key).unwrap();
+        assert!(p.to_string().contains(&format!("line {line}")), "{p}");
+    }
+    // Problems from several layers come together too.
+    let ps = problems(
+        Settings::builder()
+            .file(&file)
+            .env_vars([("CHUNKWISE_RETRY__SEED", "abc")])
+            .set("polling.deadline", "soon"),
+    );
+    assert_eq!(ps.len(), 11, "{ps:#?}");
+    assert!(ps.iter().any(|p| p.key == "retry.seed"), "{ps:#?}");
+    assert!(ps.iter().any(|p| p.key == "polling.deadline"), "{ps:#?}");
+}
+
+#[test]
+fn unpinned_chunk_sizes_follow_a_smaller_append_limit() {
+    // The default first chunk (1 MiB) is above a 1 MB body limit: it follows the limit.
+    let s = Settings::builder()
+        .max_append_bytes(1_000_000)
+        .build()
+        .unwrap();
+    assert_eq!(s.scheduler().adaptive.initial_chunk, 1_000_000);
+    let origin = s.origin("scheduler.initial_chunk").unwrap().to_string();
+    assert!(
+        origin.contains("lowered to the APPEND payload limit"),
+        "{origin}"
+    );
+    s.engine_config().unwrap();
+    // With base64, the payload is 3/4 of the body; a preset's values follow too.
+    let s = Settings::builder()
+        .preset("wifi")
+        .media_data(true)
+        .max_append_bytes(400_000)
+        .build()
+        .unwrap();
+    assert_eq!(s.scheduler().adaptive.initial_chunk, 300_000);
+    assert_eq!(s.scheduler().adaptive.min_chunk, 256 * 1024);
+    let s = Settings::builder()
+        .max_append_bytes(100_000)
+        .build()
+        .unwrap();
+    assert_eq!(s.scheduler().adaptive.min_chunk, 100_000);
+    // A pinned value that conflicts is reported on its own key, naming the limit's source.
+    let ps = problems(
+        Settings::builder()
+            .origin("command line --set")
+            .set("scheduler.initial_chunk", "2MiB")
+            .origin("command line --max-append-bytes")
+            .max_append_bytes(1_000_000),
+    );
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    let text = ps[0].to_string();
+    assert_eq!(ps[0].key, "scheduler.initial_chunk", "{text}");
+    assert!(text.contains("command line --set"), "{text}");
+    assert!(text.contains("api.max_append_bytes"), "{text}");
+    assert!(text.contains("command line --max-append-bytes"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn special_and_oversized_settings_files_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    // A FIFO with no writer would block the open forever; /dev/zero would never end.
+    for path in [fifo.as_path(), Path::new("/dev/zero"), dir.path()] {
+        let p = one_problem_no_value(Settings::builder().file(path));
+        assert!(p.to_string().contains("not a regular file"), "{p}");
+    }
+    let big = dir.path().join("big.toml");
+    let line = "# padding padding padding padding padding padding padding padding\n";
+    let text = line.repeat(MAX_SETTINGS_FILE_BYTES as usize / line.len() + 1);
+    std::fs::write(&big, text).unwrap();
+    let p = one_problem_no_value(Settings::builder().file(&big));
+    assert!(p.to_string().contains("larger than 1 MiB"), "{p}");
+    let binary = write(dir.path(), "bin.toml", "");
+    std::fs::write(&binary, b"[api]\n\xff\xfe").unwrap();
+    let p = one_problem_no_value(Settings::builder().file(&binary));
+    assert!(p.to_string().contains("not UTF-8"), "{p}");
+}
+
+#[test]
+fn a_section_that_is_not_a_table_is_a_wrong_type_and_the_rest_is_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "flat.toml",
+        "scheduler = 5\n\n[retry]\nmax_attempts = \"many\"\n",
+    );
+    let ps = problems(Settings::builder().file(&file));
+    let text: Vec<String> = ps.iter().map(ToString::to_string).collect();
+    assert_eq!(ps.len(), 2, "{text:#?}");
+    let section = ps
+        .iter()
+        .find(|p| p.key == "scheduler")
+        .unwrap()
+        .to_string();
+    assert!(section.contains("must be a table"), "{section}");
+    assert!(section.contains("line 1"), "{section}");
+    assert!(
+        ps.iter().any(|p| p.key == "retry.max_attempts"),
+        "{text:#?}"
+    );
+}

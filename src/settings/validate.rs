@@ -18,7 +18,7 @@ use figment::value::{Dict, Value};
 use super::keys::{self, KEYS};
 use super::load::{show_value, to_dict};
 use super::values::{format_duration, format_size};
-use super::{ApiSettings, Problem, Settings};
+use super::{ApiSettings, Origin, Problem, Settings};
 use crate::engine::MAX_CONFIG_DURATION;
 use crate::error::Error;
 use crate::scheduler::ChunkMode;
@@ -54,6 +54,34 @@ pub(super) fn api_problem(api: &ApiSettings) -> Option<String> {
         ));
     }
     None
+}
+
+/// Lowers the chunk sizes nobody pinned (`scheduler.initial_chunk` and
+/// `scheduler.min_chunk` at their default or a preset's value) to the APPEND payload limit
+/// when `api.max_append_bytes` leaves less room than they ask for: `--max-append-bytes 1MB`
+/// then works without also setting them. A value from a file, a variable or an explicit
+/// setting is the user's and stays, so that a conflict is reported on that key.
+pub(super) fn fit_unpinned_chunks(s: &mut Settings) {
+    let payload = s.api.max_payload();
+    if payload == 0 {
+        return;
+    }
+    let a = &mut s.scheduler.adaptive;
+    for (key, value) in [
+        ("scheduler.initial_chunk", &mut a.initial_chunk),
+        ("scheduler.min_chunk", &mut a.min_chunk),
+    ] {
+        let origin = s.provenance.get(key).cloned().unwrap_or(Origin::Default);
+        if *value > payload && matches!(origin, Origin::Default | Origin::Preset(_)) {
+            *value = payload;
+            s.provenance.set(
+                key,
+                Origin::Explicit(format!(
+                    "{origin}, lowered to the APPEND payload limit of api.max_append_bytes"
+                )),
+            );
+        }
+    }
 }
 
 /// Every check, on a whole settings value.
@@ -143,12 +171,17 @@ fn related(key: &keys::Key) -> impl Iterator<Item = &'static keys::Key> + '_ {
         .filter(move |k| key.depends_on.contains(&k.name) || k.depends_on.contains(&key.name))
 }
 
-/// The defaults with `keys` copied from `s`, checked.
+/// The defaults with `keys` copied from `s` (values and origins), the unpinned chunks
+/// fitted as [`fit_unpinned_chunks`] does, checked.
 fn check_with(s: &Settings, keys: &[&keys::Key]) -> Result<(), String> {
     let mut candidate = Settings::default();
     for k in keys {
         (k.copy)(s, &mut candidate);
+        if let Some(origin) = s.origin(k.name) {
+            candidate.provenance.set(k.name, origin.clone());
+        }
     }
+    fit_unpinned_chunks(&mut candidate);
     check(&candidate)
 }
 
