@@ -69,6 +69,10 @@ pub enum ErrorKind {
     /// target; or the checkpoint store failed to read or write it. Discard the checkpoint
     /// and start a new upload (or fix the store's directory).
     Checkpoint,
+    /// The protocol does not offer this call (a one-shot upload, alt text or subtitles on an
+    /// [`UploadProtocol`](crate::protocol::UploadProtocol) that does not implement them). Use
+    /// a protocol that does, such as [`XClient`](crate::protocol::XClient).
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -90,6 +94,7 @@ impl ErrorKind {
             ErrorKind::RetryBudgetExhausted => "retry budget exhausted",
             ErrorKind::Cancelled => "upload cancelled",
             ErrorKind::Checkpoint => "checkpoint unusable",
+            ErrorKind::Unsupported => "not supported by the protocol",
         }
     }
 }

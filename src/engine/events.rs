@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PauseMode;
 use crate::error::ErrorKind;
-use crate::protocol::{MediaId, ProcessingState};
+use crate::protocol::{LanguageCode, MediaId, ProcessingState};
 
 /// A snapshot of an upload's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -166,6 +166,38 @@ pub enum UploadEvent {
         media_id: Option<MediaId>,
         /// Until when that id can still be used to resume, when the server said.
         usable_until: Option<SystemTime>,
+    },
+    /// The whole media is sent in one request, the one-shot upload, instead of INIT, APPEND
+    /// and FINALIZE (see [`OneShotMode`](super::OneShotMode)).
+    OneShot {
+        /// The size of the media.
+        total_bytes: u64,
+    },
+    /// A request other than an APPEND (the one-shot upload, alt text, subtitles, or a STATUS
+    /// after a one-shot upload) failed and is sent again after `delay`.
+    RequestRetry {
+        /// Which request.
+        request: String,
+        /// The attempt that failed (the retry will be `attempt + 1`).
+        attempt: u32,
+        /// How long the request waits before it is sent again.
+        delay: Duration,
+        /// The failure, as text.
+        error: String,
+    },
+    /// The alt text of [`MediaSpec::alt_text`](super::MediaSpec::alt_text) was set on the
+    /// ready media.
+    AltTextSet {
+        /// The media.
+        media_id: MediaId,
+    },
+    /// A subtitle track of [`MediaSpec::subtitles`](super::MediaSpec::subtitles) was
+    /// attached to the ready video.
+    SubtitlesAttached {
+        /// The track's language.
+        language_code: LanguageCode,
+        /// The media id of the subtitle file.
+        subtitles_media_id: MediaId,
     },
     /// The upload failed; [`UploadHandle::join`](super::UploadHandle::join) returns the error.
     Failed {

@@ -65,8 +65,11 @@
 //! # Ok(()) }
 //! ```
 
+mod attach;
+mod calls;
 mod config;
 mod events;
+mod oneshot;
 mod plan;
 mod report;
 mod retry;
@@ -87,16 +90,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+pub use attach::{SubtitleSource, SubtitleTrack};
 pub use config::{
     DEFAULT_CHECK_AFTER, DEFAULT_CONTROL_TIMEOUT, DEFAULT_PROCESSING_DEADLINE, EngineConfig,
     MAX_CHECK_AFTER, MAX_CONFIG_DURATION, MAX_IN_FLIGHT_LIMIT, MIN_CHECK_AFTER, PollingConfig,
     StrategyFactory,
 };
 pub use events::{Progress, UploadEvent};
+pub use oneshot::OneShotMode;
 pub use plan::{Plan, Segment, check_category_limit};
 pub use report::{
-    AttemptOutcome, AttemptRecord, LATENCY_HISTOGRAM_MAX_MICROS, LATENCY_HISTOGRAM_SIGFIG,
-    LatencySummary, UploadReport,
+    AttachedSubtitles, AttemptOutcome, AttemptRecord, LATENCY_HISTOGRAM_MAX_MICROS,
+    LATENCY_HISTOGRAM_SIGFIG, LatencySummary, UploadReport,
 };
 pub use retry::{
     DEFAULT_BUDGET_MIN, DEFAULT_BUDGET_RATIO, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY,
@@ -109,7 +114,10 @@ pub use upload::STALL_CHECKS_PER_WINDOW;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::MediaCategory;
-use crate::protocol::{MediaId, UploadProtocol};
+use crate::protocol::{
+    MediaId, UploadProtocol, accepts_alt_text, check_alt_text, check_display_name,
+    subtitles_video_category,
+};
 use upload::{Shared, UploadTask};
 
 /// Most user ids INIT's `additional_owners` may list.
@@ -117,7 +125,11 @@ use upload::{Shared, UploadTask};
 /// Source: X API INIT reference, "at most 100" (protocol.md §3.1).
 pub const MAX_ADDITIONAL_OWNERS: usize = 100;
 
-/// What is being uploaded, as INIT describes it.
+/// What is being uploaded, as INIT describes it, and what is done once it is ready.
+///
+/// `alt_text` and `subtitles` are applied after the media is ready (after FINALIZE and
+/// processing, or the one-shot upload); an upload that fails there returns the error, and
+/// the media id is in its text.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MediaSpec {
     /// The MIME type, such as `video/mp4`.
@@ -125,10 +137,21 @@ pub struct MediaSpec {
     /// The category. Needed for asynchronous video and GIF processing and their larger size
     /// limits; without it the server picks one (protocol.md §2.2).
     pub category: Option<MediaCategory>,
-    /// User ids allowed to attach the media (at most [`MAX_ADDITIONAL_OWNERS`]).
+    /// User ids allowed to attach the media (at most [`MAX_ADDITIONAL_OWNERS`]); INIT's
+    /// `additional_owners` (comma-separated in v1.1, an array in v2).
     pub additional_owners: Vec<String>,
-    /// DM media reused across messages.
+    /// DM media reused across messages: INIT's `shared` (protocol.md §3.1). Only INIT
+    /// carries it, so such media never goes up in one request.
     pub shared: Option<bool>,
+    /// Alt text to set once the media is ready: images and GIFs only, at most
+    /// [`MAX_ALT_TEXT_CHARS`](crate::protocol::MAX_ALT_TEXT_CHARS) characters
+    /// (protocol.md §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt_text: Option<String>,
+    /// Subtitle tracks to attach once the video is ready: videos of category `tweet_video`
+    /// or `amplify_video` (or none) only, one track per language (protocol.md §12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtitles: Vec<SubtitleTrack>,
 }
 
 impl MediaSpec {
@@ -146,13 +169,99 @@ impl MediaSpec {
         self
     }
 
+    /// Sets the alt text (see [`MediaSpec::alt_text`]).
+    pub fn with_alt_text(mut self, text: impl Into<String>) -> Self {
+        self.alt_text = Some(text.into());
+        self
+    }
+
+    /// Adds a subtitle track (see [`MediaSpec::subtitles`]).
+    pub fn with_subtitles(mut self, track: SubtitleTrack) -> Self {
+        self.subtitles.push(track);
+        self
+    }
+
+    /// Sets the user ids allowed to attach the media.
+    pub fn with_additional_owners(mut self, owners: Vec<String>) -> Self {
+        self.additional_owners = owners;
+        self
+    }
+
+    /// Sets INIT's `shared` flag.
+    pub fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
     /// Checks the spec.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidInput`] if the media type is empty or more than
-    /// [`MAX_ADDITIONAL_OWNERS`] owners are listed.
+    /// [`ErrorKind::InvalidInput`] if the media type is empty, more than
+    /// [`MAX_ADDITIONAL_OWNERS`] owners are listed or one is not a numeric user id, the alt
+    /// text is blank, too long or set on media other than an image or GIF, or subtitle tracks
+    /// are given for media other than a `tweet_video`/`amplify_video` video, with a blank
+    /// display name or twice for one language.
     pub fn validate(&self) -> Result<()> {
+        self.validate_init()?;
+        if let Some(text) = &self.alt_text {
+            check_alt_text(text)?;
+            if !accepts_alt_text(&self.media_type) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "alt text can be set on images and GIFs only, not on {} media; drop \
+                         the alt text",
+                        self.media_type
+                    ),
+                ));
+            }
+        }
+        if !self.subtitles.is_empty() {
+            if !self
+                .media_type
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("video/")
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "subtitles can be attached to videos only, not to {} media",
+                        self.media_type
+                    ),
+                ));
+            }
+            subtitles_video_category(self.category)?;
+        }
+        let mut languages = std::collections::BTreeSet::new();
+        for track in &self.subtitles {
+            check_display_name(&track.display_name)?;
+            if !languages.insert(&track.language_code) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "two subtitle tracks are in {}; a video has one track per language",
+                        track.language_code
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of what INIT carries.
+    fn validate_init(&self) -> Result<()> {
+        if self
+            .additional_owners
+            .iter()
+            .any(|o| o.is_empty() || o.len() > 20 || !o.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "an additional owner is not a numeric X user id; give ids such as 783214",
+            ));
+        }
         if self.media_type.trim().is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,

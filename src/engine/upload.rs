@@ -96,7 +96,16 @@ impl UploadTask {
     /// [`UploadEvent::Cancelled`]).
     pub(crate) async fn run(self) -> Result<UploadReport> {
         let events = self.events.clone();
-        let result = Run::new(self).execute().await;
+        // issue 14 hook: the one-shot path for small media, then alt text and subtitles once
+        // the media is ready (src/engine/oneshot.rs, src/engine/attach.rs).
+        let after_ready = super::attach::AfterReady::of(&self);
+        let result = if super::oneshot::chosen(&self) {
+            super::oneshot::run(self).await
+        } else {
+            Run::new(self).execute().await
+        };
+        let result = after_ready.run(result).await;
+        // end of issue 14 hook
         if let Err(e) = &result {
             tracing::debug!(error = %e, "upload ended without completing");
             if e.kind() != ErrorKind::Cancelled {

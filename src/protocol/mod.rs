@@ -19,6 +19,7 @@
 // The X client (v1.1 and v2 over reqwest) and the response parsers live in submodules
 // `client` and `parse`.
 mod client;
+mod media;
 mod parse;
 
 pub use client::{
@@ -26,7 +27,12 @@ pub use client::{
     TCP_KEEPALIVE, USER_AGENT, UnknownApiVersion, XClient, XClientBuilder,
 };
 
-use crate::error::{Result, ServerMessage};
+pub use media::{
+    LanguageCode, MAX_ALT_TEXT_CHARS, OneShotRequest, SubtitlesRequest, accepts_alt_text,
+    check_alt_text, check_display_name, subtitles_video_category,
+};
+
+use crate::error::{Error, ErrorKind, Result, ServerMessage};
 use crate::limits::MediaCategory;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -238,6 +244,64 @@ pub trait UploadProtocol: Send + Sync + fmt::Debug {
     fn finalize<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
     /// STATUS: reads the processing state.
     fn status<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
+
+    /// Whether [`upload_one_shot`](Self::upload_one_shot) takes the media INIT would
+    /// describe as `req` (its type, category, size and INIT-only fields such as `shared`).
+    /// The default, `false`, suits protocols without a one-shot upload.
+    fn accepts_one_shot(&self, req: &InitRequest) -> bool {
+        let _ = req;
+        false
+    }
+
+    /// The one-shot upload: the whole media in one request, answered like FINALIZE
+    /// (protocol.md §3.5, §4.5). The default fails with [`ErrorKind::Unsupported`].
+    fn upload_one_shot(&self, req: OneShotRequest) -> BoxFuture<'_, Result<MediaStatus>> {
+        let _ = req;
+        unsupported("the one-shot upload")
+    }
+
+    /// Sets the alt text of an image or GIF uploaded earlier (v2 `POST /2/media/metadata`,
+    /// v1.1 `media/metadata/create.json`; protocol.md §12). Implementations check the text
+    /// with [`check_alt_text`] before sending. The default fails with
+    /// [`ErrorKind::Unsupported`].
+    fn set_alt_text<'a>(
+        &'a self,
+        media_id: &'a MediaId,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (media_id, text);
+        unsupported("alt text")
+    }
+
+    /// Attaches a subtitle track (a media uploaded with category `subtitles`) to a video
+    /// uploaded earlier (v2 `POST /2/media/subtitles`, v1.1 `media/subtitles/create.json`;
+    /// protocol.md §12). The default fails with [`ErrorKind::Unsupported`].
+    fn attach_subtitles<'a>(&'a self, req: &'a SubtitlesRequest) -> BoxFuture<'a, Result<()>> {
+        let _ = req;
+        unsupported("subtitles")
+    }
+
+    /// Removes a video's subtitle track in `language` (v2 `DELETE /2/media/subtitles`, v1.1
+    /// `media/subtitles/delete.json`; protocol.md §12). `video_category` is the video's
+    /// category (`None`: `tweet_video`). The default fails with [`ErrorKind::Unsupported`].
+    fn delete_subtitles<'a>(
+        &'a self,
+        video: &'a MediaId,
+        video_category: Option<MediaCategory>,
+        language: &'a LanguageCode,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (video, video_category, language);
+        unsupported("subtitles")
+    }
+}
+
+/// The error of a call a protocol does not implement.
+fn unsupported<T: Send + 'static>(what: &str) -> BoxFuture<'static, Result<T>> {
+    let e = Error::new(
+        ErrorKind::Unsupported,
+        format!("this protocol does not implement {what}; use XClient or a protocol that does"),
+    );
+    Box::pin(async move { Err(e) })
 }
 
 /// Whether `e` says the server no longer knows the media id: a `Rejected` 4xx that is a 404

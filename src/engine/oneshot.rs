@@ -1,0 +1,300 @@
+//! The one-shot upload path (issue 14): a small media that the protocol takes in one request
+//! (v1.1 simple upload, v2 `POST /2/media/upload`; protocol.md §3.5, §4.5) goes up in that
+//! one request instead of INIT, APPEND and FINALIZE, saving two round trips.
+//!
+//! Hooked into [`UploadTask::run`](super::upload::UploadTask) before the chunked path; kept
+//! apart from it so the hook can move with the engine's core.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::{Instant, sleep_until};
+
+use super::calls::Calls;
+use super::events::{Progress, UploadEvent};
+use super::plan::check_category_limit;
+use super::report::{AttemptOutcome, AttemptRecord, Finished, Recorder, UploadReport};
+use super::upload::UploadTask;
+use super::{Control, MediaSpec};
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits::MAX_SEGMENTS;
+use crate::protocol::{InitRequest, MediaStatus, OneShotRequest, ProcessingState};
+use crate::scheduler::PlanContext;
+
+/// When the engine uses the one-shot upload.
+///
+/// Settings key `api.one_shot`; `chunkwise upload --one-shot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneShotMode {
+    /// When the protocol takes the media in one request
+    /// ([`UploadProtocol::accepts_one_shot`](crate::protocol::UploadProtocol::accepts_one_shot)) and the whole file fits in the first chunk the
+    /// strategy would plan: the chunked upload would then send it in one APPEND too, so one
+    /// request instead of INIT, APPEND and FINALIZE saves two round trips and gives up no
+    /// retry granularity.
+    #[default]
+    Auto,
+    /// Always the chunked upload (resumable, retried per segment).
+    Never,
+    /// The one-shot upload for every new upload; media the protocol does not take in one
+    /// request fail with [`ErrorKind::InvalidInput`] before any request. A resumed upload
+    /// carries on chunked.
+    Always,
+}
+
+impl fmt::Display for OneShotMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OneShotMode::Auto => "auto",
+            OneShotMode::Never => "never",
+            OneShotMode::Always => "always",
+        })
+    }
+}
+
+impl FromStr for OneShotMode {
+    type Err = Error;
+
+    /// Parses `auto`, `never` or `always`, ignoring ASCII case.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(OneShotMode::Auto),
+            "never" => Ok(OneShotMode::Never),
+            "always" => Ok(OneShotMode::Always),
+            _ => Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "{:?} is not a one-shot mode; expected auto, never or always",
+                    s.chars().take(32).collect::<String>()
+                ),
+            )),
+        }
+    }
+}
+
+/// What INIT would say about `spec` and a file of `total` bytes.
+pub(crate) fn init_request(spec: &MediaSpec, total: u64) -> InitRequest {
+    InitRequest {
+        total_bytes: total,
+        media_type: spec.media_type.clone(),
+        media_category: spec.category,
+        additional_owners: spec.additional_owners.clone(),
+        shared: spec.shared,
+    }
+}
+
+/// Whether `task` goes up in one request: never for a resumed upload; per
+/// [`EngineConfig::one_shot`](super::EngineConfig::one_shot) otherwise.
+pub(crate) fn chosen(task: &UploadTask) -> bool {
+    if task.resume.is_some() {
+        return false;
+    }
+    let total = task.source.len();
+    match task.config.one_shot {
+        OneShotMode::Never => false,
+        OneShotMode::Always => true,
+        OneShotMode::Auto => {
+            task.protocol
+                .accepts_one_shot(&init_request(&task.spec, total))
+                && first_chunk(task, total) >= total
+        }
+    }
+}
+
+/// The first chunk the strategy would plan for a file of `total` bytes.
+fn first_chunk(task: &UploadTask, total: u64) -> u64 {
+    let mut strategy = (task.config.strategy)();
+    strategy.chunk_size(&PlanContext {
+        now: Instant::now(),
+        remaining_bytes: total,
+        remaining_segments: MAX_SEGMENTS,
+        min_chunk: 1,
+        max_chunk: task.protocol.max_append_payload(),
+    })
+}
+
+/// Waits while the upload is paused; returns at once when it is not (or the handle is gone).
+async fn wait_while_paused(task: &UploadTask) {
+    let mut control = task.control.clone();
+    let _ = control.wait_for(|c| !matches!(c, Control::Pause(_))).await;
+}
+
+/// Resolves when the handle asks for a cancel; never if the handle is gone.
+pub(crate) async fn cancel_requested(task: &UploadTask) {
+    let mut control = task.control.clone();
+    if control.wait_for(|c| *c == Control::Cancel).await.is_err() {
+        futures::future::pending::<()>().await;
+    }
+}
+
+/// Runs the one-shot upload of `task`, cancellable through its handle (a cancel leaves no
+/// checkpoint: there is no session to carry on).
+pub(crate) async fn run(task: UploadTask) -> Result<UploadReport> {
+    tokio::select! {
+        biased;
+        () = cancel_requested(&task) => Err(Error::new(
+            ErrorKind::Cancelled,
+            "the one-shot upload was cancelled; nothing of it is kept on the server",
+        )),
+        r = upload(&task) => r,
+    }
+}
+
+async fn upload(task: &UploadTask) -> Result<UploadReport> {
+    let started = Instant::now();
+    let total = task.source.len();
+    let spec = &task.spec;
+    spec.validate()?;
+    if task.config.enforce_category_limits {
+        check_category_limit(total, spec.category)?;
+    }
+    if !task.protocol.accepts_one_shot(&init_request(spec, total)) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "one_shot is `always`, but the protocol does not take this media in one request \
+                 ({}, {total} bytes, category {}{}): set one_shot to auto or never",
+                spec.media_type,
+                spec.category.map_or("none", |c| c.as_str()),
+                if spec.shared.is_some() {
+                    ", `shared` set (an INIT field)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let emit = |e: UploadEvent| {
+        let _ = task.events.send(e);
+    };
+    emit(UploadEvent::Started { total_bytes: total });
+    emit(UploadEvent::OneShot { total_bytes: total });
+    wait_while_paused(task).await;
+    let data = task.source.read(0, total).await?;
+    let req = OneShotRequest {
+        media_type: spec.media_type.clone(),
+        media_category: spec.category,
+        additional_owners: spec.additional_owners.clone(),
+        data,
+    };
+    // The request carries the whole file: it gets the deadline the strategy gives a
+    // segment of that size, and never less than a control request's.
+    let deadline = (task.config.strategy)()
+        .request_deadline(Instant::now(), total)
+        .max(task.config.control_timeout);
+    let mut calls = Calls::new(&task.config.retry, task.events.clone());
+    let protocol = Arc::clone(&task.protocol);
+    let sent = Instant::now();
+    let (status, attempts) = calls
+        .call("one-shot upload", deadline, || {
+            protocol.upload_one_shot(req.clone())
+        })
+        .await?;
+    let answered = Instant::now();
+    tracing::Span::current().record("media_id", status.media_id.as_str());
+    emit(UploadEvent::Progress(Progress {
+        bytes_acked: total,
+        total_bytes: total,
+        chunk_size: total,
+        max_in_flight: 1,
+        segments_done: 1,
+        segments_planned: 1,
+        ..Progress::default()
+    }));
+    let (status, processing_state) = poll(task, &mut calls, status).await?;
+    emit(UploadEvent::Completed {
+        media_id: status.media_id.clone(),
+    });
+
+    let mut rec = Recorder::new(started, false);
+    for attempt in 1..=attempts {
+        rec.attempt_started(attempt, total, 1, false);
+    }
+    rec.attempt_ended(
+        AttemptRecord {
+            segment: 0,
+            attempt: attempts,
+            bytes: total,
+            start_ms: rec.ms_since_start(sent),
+            end_ms: rec.ms_since_start(answered),
+            outcome: AttemptOutcome::Success,
+            in_flight: 1,
+            app_limited: false,
+        },
+        answered.saturating_duration_since(sent),
+    );
+    rec.control_retries = calls.retries.saturating_sub(attempts - 1);
+    let mut report = rec.finish(
+        Instant::now(),
+        Finished {
+            media_id: status.media_id,
+            media_key: status.media_key,
+            total_bytes: total,
+            segments: 1,
+            processing_state,
+            chunk_min: total,
+            chunk_max: total,
+            resumed_segments: 0,
+            restarted: false,
+        },
+    );
+    report.one_shot = true;
+    Ok(report)
+}
+
+/// Polls STATUS while the one-shot answer says processing has not ended (the categories the
+/// X client sends in one request are processed synchronously, so this is for servers that
+/// process them anyway).
+async fn poll(
+    task: &UploadTask,
+    calls: &mut Calls,
+    mut status: MediaStatus,
+) -> Result<(MediaStatus, Option<ProcessingState>)> {
+    let polling = task.config.polling;
+    let deadline = Instant::now() + polling.deadline;
+    loop {
+        let Some(info) = status.processing_info.clone() else {
+            return Ok((status, None));
+        };
+        if info.state == ProcessingState::Failed {
+            let mut e = Error::new(
+                ErrorKind::ProcessingFailed,
+                "the server could not process the media",
+            );
+            if let Some(msg) = info.error {
+                e = e.with_server_message(msg);
+            }
+            return Err(e);
+        }
+        if info.state.is_terminal() {
+            return Ok((status, Some(info.state)));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::new(
+                ErrorKind::ProcessingTimeout,
+                format!(
+                    "media {} was still {:?} after {:?}; raise the processing deadline",
+                    status.media_id, info.state, polling.deadline
+                ),
+            ));
+        }
+        let wait = polling.wait_for(info.check_after_secs);
+        let _ = task.events.send(UploadEvent::Processing {
+            state: info.state,
+            progress_percent: info.progress_percent,
+            check_after: wait,
+        });
+        sleep_until((now + wait).min(deadline)).await;
+        let protocol = Arc::clone(&task.protocol);
+        let id = status.media_id.clone();
+        status = calls
+            .call("STATUS", task.config.control_timeout, || {
+                protocol.status(&id)
+            })
+            .await?
+            .0;
+    }
+}
