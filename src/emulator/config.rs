@@ -86,6 +86,23 @@ pub const V1_POST_PER_USER: u32 = V2_CHUNKED_PER_USER;
 /// Source: none published (protocol.md §11.5); assumed equal to the v2 STATUS limit.
 pub const V1_GET_PER_USER: u32 = V2_STATUS_PER_USER;
 
+/// Per-user limit of `POST /2/media/metadata` (alt text).
+///
+/// Source: protocol.md §12 (X's v2 rate-limit table: 500 per 15 min per user).
+pub const V2_METADATA_PER_USER: u32 = 500;
+/// Per-user limit of `POST /2/media/subtitles` and of `DELETE /2/media/subtitles` (each).
+///
+/// Source: protocol.md §12 (X's v2 rate-limit table: 100 per 15 min per user).
+pub const V2_SUBTITLES_PER_USER: u32 = 100;
+/// Per-user limit of `POST /1.1/media/metadata/create.json`.
+///
+/// Source: none published for v1.1 (protocol.md §11.5); assumed equal to v2's.
+pub const V1_METADATA_PER_USER: u32 = V2_METADATA_PER_USER;
+/// Per-user limit of `POST /1.1/media/subtitles/create.json` and of `delete.json` (each).
+///
+/// Source: none published for v1.1 (protocol.md §11.5); assumed equal to v2's.
+pub const V1_SUBTITLES_PER_USER: u32 = V2_SUBTITLES_PER_USER;
+
 /// Default spill threshold: segments beyond 64 MiB of one media go to disk.
 ///
 /// Source: reasonable default; keeps a 512 MiB video from sitting in memory while small test
@@ -274,6 +291,16 @@ pub struct RateLimitConfig {
     pub v2_status: u32,
     /// `POST /2/media/upload` (one-shot). Default [`V2_UPLOAD_PER_USER`].
     pub v2_upload: u32,
+    /// `POST /2/media/metadata`. Default [`V2_METADATA_PER_USER`].
+    pub v2_metadata: u32,
+    /// `POST /2/media/subtitles` and `DELETE /2/media/subtitles`, each. Default
+    /// [`V2_SUBTITLES_PER_USER`].
+    pub v2_subtitles: u32,
+    /// `POST /1.1/media/metadata/create.json`. Default [`V1_METADATA_PER_USER`].
+    pub v1_metadata: u32,
+    /// `POST /1.1/media/subtitles/create.json` and `delete.json`, each. Default
+    /// [`V1_SUBTITLES_PER_USER`].
+    pub v1_subtitles: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -287,6 +314,10 @@ impl Default for RateLimitConfig {
             v2_finalize: V2_CHUNKED_PER_USER,
             v2_status: V2_STATUS_PER_USER,
             v2_upload: V2_UPLOAD_PER_USER,
+            v2_metadata: V2_METADATA_PER_USER,
+            v2_subtitles: V2_SUBTITLES_PER_USER,
+            v1_metadata: V1_METADATA_PER_USER,
+            v1_subtitles: V1_SUBTITLES_PER_USER,
         }
     }
 }
@@ -320,6 +351,10 @@ pub struct EmulatorConfig {
     pub spill_dir: Option<PathBuf>,
     /// Seed of the media id generator: the same seed gives the same ids in INIT order.
     pub id_seed: u64,
+    /// Longest alt text accepted, in characters. Default
+    /// [`MAX_ALT_TEXT_CHARS`](crate::protocol::MAX_ALT_TEXT_CHARS) (1000, the English
+    /// docs); the zh/ja docs say 420 (protocol.md §12, uncertain).
+    pub alt_text_max_chars: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -339,6 +374,7 @@ impl Default for EmulatorConfig {
             spill_threshold_bytes: Some(DEFAULT_SPILL_THRESHOLD),
             spill_dir: None,
             id_seed: 0,
+            alt_text_max_chars: crate::protocol::MAX_ALT_TEXT_CHARS,
         }
     }
 }
