@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod media;
 mod progress;
 mod resume;
 mod serve;
@@ -57,6 +58,10 @@ enum Command {
     Resume(resume::ResumeArgs),
     /// List saved (interrupted) uploads.
     Status(resume::StatusArgs),
+    /// Ask the server for an uploaded media's processing state (STATUS) and print it as JSON.
+    MediaStatus(media::MediaStatusArgs),
+    /// Manage the subtitle tracks of an uploaded video.
+    Subtitles(media::SubtitlesArgs),
     /// Upload a generated video to the bundled emulator through an emulated cellular link.
     Demo(demo::DemoArgs),
     /// Show the effective settings, check a settings file, or list the presets.
@@ -195,13 +200,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Upload(args) => upload::run(args, &cli.global).await,
         Command::Resume(args) => resume::run_resume(args, &cli.global).await,
         Command::Status(args) => resume::run_status(args).await,
+        Command::MediaStatus(args) => media::run_status(args).await,
+        Command::Subtitles(args) => media::run_subtitles(args).await,
         Command::Demo(args) => demo::run(args, &cli.global).await,
         Command::Config(args) => config::run(args).await,
         Command::Bench(args) => bench::run(args, &cli.global).await,
     }
 }
 
-/// An error and its causes on one line, without repeating a cause the message already shows.
+/// An error and its causes on one line, without repeating a cause the message already shows,
+/// with control characters (of server text, say) replaced.
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -213,7 +221,7 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
         }
         source = s.source();
     }
-    out.replace('\n', " ")
+    media::sanitize(&out.replace('\n', " "))
 }
 
 /// Parses a byte size such as `4194304`, `4MiB`, `512 KiB` or `5MB`.

@@ -164,6 +164,36 @@ pub(crate) async fn follow(
                     None => eprintln!("{msg}"),
                 }
             }
+            UploadEvent::OneShot { total_bytes } => {
+                say(
+                    bar.as_ref(),
+                    format!("sending {total_bytes} bytes in one request (one-shot upload)"),
+                );
+            }
+            UploadEvent::RequestRetry {
+                request,
+                attempt,
+                delay,
+                error,
+            } => {
+                let msg = format!(
+                    "{request} attempt {attempt} failed ({error}); retrying in {:.1}s",
+                    delay.as_secs_f64()
+                );
+                say(bar.as_ref(), msg);
+            }
+            UploadEvent::AltTextSet { media_id } => {
+                say(bar.as_ref(), format!("alt text set on media {media_id}"));
+            }
+            UploadEvent::SubtitlesAttached {
+                language_code,
+                subtitles_media_id,
+            } => {
+                let msg = format!(
+                    "{language_code} subtitles attached (subtitle media {subtitles_media_id})"
+                );
+                say(bar.as_ref(), msg);
+            }
             _ => {}
         }
     }

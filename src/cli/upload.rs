@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use chunkwise::checkpoint::{CheckpointKey, SourceIdentity};
+use chunkwise::engine::{OneShotMode, SubtitleTrack};
 use chunkwise::protocol::{
-    ApiVersion, AppendRequest, AppendResponse, InitRequest, InitResponse, MediaId, MediaStatus,
-    ProtocolTarget, UploadProtocol, XClient,
+    ApiVersion, AppendRequest, AppendResponse, InitRequest, InitResponse, LanguageCode, MediaId,
+    MediaStatus, OneShotRequest, ProtocolTarget, SubtitlesRequest, UploadProtocol, XClient,
 };
 use chunkwise::{Credentials, Engine, MediaCategory, MediaSpec, Source, UploadReport};
 use clap::Args;
@@ -70,6 +71,49 @@ pub(crate) struct UploadArgs {
     no_resume: bool,
     #[command(flatten)]
     checkpoints: CheckpointArgs,
+    /// One-shot upload (`api.one_shot`): auto (small images the API takes in one request),
+    /// never, or always.
+    #[arg(long, value_parser = parse_one_shot)]
+    one_shot: Option<OneShotMode>,
+    /// Alt text to set on the image or GIF once uploaded (at most 1000 characters).
+    #[arg(long, value_name = "TEXT")]
+    alt_text: Option<String>,
+    /// A subtitle track to attach to the video once processed, as LANG:NAME:FILE such as
+    /// `EN:English:subs.srt` (SRT or WebVTT; repeatable, one per language).
+    #[arg(long = "subtitles", value_name = "LANG:NAME:FILE", value_parser = parse_subtitles)]
+    subtitles: Vec<SubtitleTrack>,
+    /// User ids allowed to attach the media (INIT's `additional_owners`; comma-separated or
+    /// repeated, at most 100).
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
+    additional_owners: Vec<String>,
+    /// Mark the media as shared, for DMs reused across messages (INIT's `shared`).
+    #[arg(long)]
+    shared: bool,
+}
+
+/// Parses `--one-shot`.
+fn parse_one_shot(s: &str) -> Result<OneShotMode, String> {
+    s.parse().map_err(|e: chunkwise::Error| e.to_string())
+}
+
+/// Parses `--subtitles LANG:NAME:FILE` (the file may contain colons; the name may not).
+fn parse_subtitles(s: &str) -> Result<SubtitleTrack, String> {
+    let mut parts = s.splitn(3, ':');
+    let (Some(lang), Some(name), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "expected LANG:NAME:FILE, such as EN:English:subs.srt, got {s:?}"
+        ));
+    };
+    let lang: LanguageCode = lang.parse().map_err(|e: chunkwise::Error| e.to_string())?;
+    chunkwise::protocol::check_display_name(name).map_err(|e| e.to_string())?;
+    if file.is_empty() {
+        return Err(format!(
+            "no subtitle file in {s:?}; expected LANG:NAME:FILE"
+        ));
+    }
+    let path = PathBuf::from(file);
+    let path = std::path::absolute(&path).unwrap_or(path);
+    Ok(SubtitleTrack::file(lang, name, path))
 }
 
 /// Guesses a MIME type from a file extension.
@@ -193,10 +237,22 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
             engine.resume(checkpoint, source)
         }
         None => {
-            let mut spec = MediaSpec::new(media_type);
+            let mut spec =
+                MediaSpec::new(media_type).with_additional_owners(args.additional_owners.clone());
             if let Some(c) = category {
                 spec = spec.with_category(c);
             }
+            if args.shared {
+                spec = spec.with_shared(true);
+            }
+            if let Some(text) = &args.alt_text {
+                spec = spec.with_alt_text(text.clone());
+            }
+            for track in &args.subtitles {
+                spec = spec.with_subtitles(track.clone());
+            }
+            // Checked here too, so a bad spec fails before the checkpoint lookup's I/O.
+            spec.validate()?;
             engine.upload(source, spec)
         }
     };
@@ -241,6 +297,41 @@ impl UploadProtocol for Retargeted {
     fn status<'a>(&'a self, id: &'a MediaId) -> BoxFuture<'a, chunkwise::Result<MediaStatus>> {
         self.inner.status(id)
     }
+
+    fn accepts_one_shot(&self, req: &InitRequest) -> bool {
+        self.inner.accepts_one_shot(req)
+    }
+
+    fn upload_one_shot(
+        &self,
+        req: OneShotRequest,
+    ) -> BoxFuture<'_, chunkwise::Result<MediaStatus>> {
+        self.inner.upload_one_shot(req)
+    }
+
+    fn set_alt_text<'a>(
+        &'a self,
+        id: &'a MediaId,
+        text: &'a str,
+    ) -> BoxFuture<'a, chunkwise::Result<()>> {
+        self.inner.set_alt_text(id, text)
+    }
+
+    fn attach_subtitles<'a>(
+        &'a self,
+        req: &'a SubtitlesRequest,
+    ) -> BoxFuture<'a, chunkwise::Result<()>> {
+        self.inner.attach_subtitles(req)
+    }
+
+    fn delete_subtitles<'a>(
+        &'a self,
+        video: &'a MediaId,
+        category: Option<MediaCategory>,
+        language: &'a LanguageCode,
+    ) -> BoxFuture<'a, chunkwise::Result<()>> {
+        self.inner.delete_subtitles(video, category, language)
+    }
 }
 
 /// The settings layers plus this command's flags, which win over every layer.
@@ -263,6 +354,9 @@ fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
         b = b
             .origin("command line --max-append-bytes")
             .max_append_bytes(max);
+    }
+    if let Some(mode) = args.one_shot {
+        b = b.origin("command line --one-shot").one_shot(mode);
     }
     b
 }
