@@ -24,9 +24,15 @@ fn png(len: usize) -> Vec<u8> {
 
 fn upload(emu: &EmulatorHandle, dir: &std::path::Path, api: &str) -> std::process::Command {
     let mut cmd = chunkwise();
-    cmd.args(["upload", "--base-url", emu.base_url().as_str(), "--api", api])
-        .arg("--checkpoint-dir")
-        .arg(dir.join("ckpt"));
+    cmd.args([
+        "upload",
+        "--base-url",
+        emu.base_url().as_str(),
+        "--api",
+        api,
+    ])
+    .arg("--checkpoint-dir")
+    .arg(dir.join("ckpt"));
     cmd
 }
 
@@ -104,7 +110,8 @@ async fn alt_text_that_is_too_long_or_on_a_video_fails_before_any_request() {
     let err = fail(cmd).await;
     assert!(err.contains("images and GIFs only"), "{err}");
     let mut cmd = upload(&emu, tmp.path(), "v2");
-    cmd.arg(&video).args(["--subtitles", "english:English:subs.srt"]);
+    cmd.arg(&video)
+        .args(["--subtitles", "english:English:subs.srt"]);
     let err = fail(cmd).await;
     assert!(err.contains("language code"), "{err}");
     assert!(emu.request_log().is_empty(), "{:?}", emu.request_log());
@@ -148,22 +155,34 @@ async fn a_video_gets_two_subtitle_tracks_then_one_is_deleted() {
         assert_eq!(creates, 2);
 
         let mut cmd = chunkwise();
-        cmd.args(["subtitles", "delete", id.as_str(), "en"])
-            .args(["--base-url", emu.base_url().as_str(), "--api", api]);
+        cmd.args(["subtitles", "delete", id.as_str(), "en"]).args([
+            "--base-url",
+            emu.base_url().as_str(),
+            "--api",
+            api,
+        ]);
         succeed(cmd).await;
         let left: Vec<String> = emu.subtitles(&id).into_iter().map(|t| t.0).collect();
         assert_eq!(left, vec!["JA".to_string()]);
         // Deleting it again is the server's error, printed on one line.
         let mut cmd = chunkwise();
-        cmd.args(["subtitles", "delete", id.as_str(), "EN"])
-            .args(["--base-url", emu.base_url().as_str(), "--api", api]);
+        cmd.args(["subtitles", "delete", id.as_str(), "EN"]).args([
+            "--base-url",
+            emu.base_url().as_str(),
+            "--api",
+            api,
+        ]);
         let err = fail(cmd).await;
         assert!(err.contains("no subtitles in that language"), "{err}");
 
         // The video was processed asynchronously: STATUS answers for it.
         let mut cmd = chunkwise();
-        cmd.args(["media-status", id.as_str()])
-            .args(["--base-url", emu.base_url().as_str(), "--api", api]);
+        cmd.args(["media-status", id.as_str()]).args([
+            "--base-url",
+            emu.base_url().as_str(),
+            "--api",
+            api,
+        ]);
         let (stdout, _) = succeed(cmd).await;
         let status: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(status["media_id"], id.as_str());

@@ -1357,6 +1357,9 @@ mod wire_tests {
 
     const ID: &str = "931270813906374657";
 
+    // The one-shot upload, alt text and subtitles (issue 14).
+    mod media;
+
     #[tokio::test]
     async fn v1_1_wire_shape_and_signatures() {
         let server = Server::start(vec![
