@@ -298,3 +298,134 @@ async fn poll(
             .0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Engine, EngineConfig, RetryPolicy, Source};
+    use crate::protocol::{AppendRequest, AppendResponse, InitResponse, MediaId, UploadProtocol};
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+
+    /// Takes one-shot uploads, failing the first `failures` with a 503 (then a 429 with
+    /// `Retry-After`), and records when each attempt arrived.
+    #[derive(Debug)]
+    struct OneShotFake {
+        failures: Mutex<u32>,
+        attempts: Mutex<Vec<Instant>>,
+    }
+
+    impl UploadProtocol for OneShotFake {
+        fn max_append_payload(&self) -> u64 {
+            1 << 20
+        }
+        fn init<'a>(&'a self, _: &'a InitRequest) -> BoxFuture<'a, Result<InitResponse>> {
+            panic!("the one-shot path sends no INIT")
+        }
+        fn append(&self, _: AppendRequest) -> BoxFuture<'_, Result<AppendResponse>> {
+            panic!("the one-shot path sends no APPEND")
+        }
+        fn finalize<'a>(&'a self, _: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>> {
+            panic!("the one-shot path sends no FINALIZE")
+        }
+        fn status<'a>(&'a self, _: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>> {
+            panic!("no processing")
+        }
+        fn accepts_one_shot(&self, req: &InitRequest) -> bool {
+            req.media_type == "image/png"
+        }
+        fn upload_one_shot(&self, req: OneShotRequest) -> BoxFuture<'_, Result<MediaStatus>> {
+            Box::pin(async move {
+                self.attempts.lock().unwrap().push(Instant::now());
+                let mut left = self.failures.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(if *left % 2 == 1 {
+                        Error::new(ErrorKind::ServerError, "one-shot").with_status(503)
+                    } else {
+                        Error::new(ErrorKind::RateLimited, "one-shot")
+                            .with_status(429)
+                            .with_retry_after(std::time::Duration::from_secs(30))
+                    });
+                }
+                Ok(MediaStatus {
+                    media_id: MediaId::from("7"),
+                    media_key: None,
+                    size: Some(req.data.len() as u64),
+                    expires_after_secs: Some(86_400),
+                    processing_info: None,
+                })
+            })
+        }
+    }
+
+    fn engine(fake: Arc<OneShotFake>, mode: OneShotMode, attempts: u32) -> Engine {
+        let config = EngineConfig {
+            one_shot: mode,
+            ..EngineConfig::default()
+        }
+        .with_retry(RetryPolicy {
+            max_attempts: attempts,
+            ..RetryPolicy::default().with_seed(1)
+        });
+        Engine::new(fake, config).unwrap()
+    }
+
+    fn fake(failures: u32) -> Arc<OneShotFake> {
+        Arc::new(OneShotFake {
+            failures: Mutex::new(failures),
+            attempts: Mutex::new(Vec::new()),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_shot_failures_are_retried_with_the_policys_backoff_and_retry_after() {
+        let f = fake(2);
+        let t0 = Instant::now();
+        let mut up = engine(f.clone(), OneShotMode::Auto, 5)
+            .upload(Source::bytes(vec![1u8; 1000]), MediaSpec::new("image/png"));
+        let mut retries = Vec::new();
+        while let Some(e) = up.next_event().await {
+            if let UploadEvent::RequestRetry { attempt, delay, .. } = e {
+                retries.push((attempt, delay));
+            }
+        }
+        let r = up.join().await.unwrap();
+        assert!(r.one_shot);
+        assert_eq!((r.attempts, r.retries, r.bytes_sent), (3, 2, 3000));
+        let at = f.attempts.lock().unwrap().clone();
+        assert_eq!(at.len(), 3);
+        // The 503 waits a jittered transient backoff (at most 100 ms for a first retry);
+        // the 429 at least its Retry-After.
+        assert_eq!(retries.len(), 2);
+        assert!(retries[0].1 <= crate::engine::DEFAULT_TRANSIENT_BASE);
+        assert!(retries[1].1 >= std::time::Duration::from_secs(30));
+        assert!(at[2] - at[1] >= std::time::Duration::from_secs(30));
+        assert!(at[0] >= t0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_shot_gives_up_after_max_attempts_with_the_last_error() {
+        let f = fake(10);
+        let e = engine(f.clone(), OneShotMode::Always, 2)
+            .upload(Source::bytes(vec![1u8; 10]), MediaSpec::new("image/png"))
+            .join()
+            .await
+            .unwrap_err();
+        assert_eq!(e.attempts(), Some(2));
+        assert!(e.is_retryable());
+        assert_eq!(f.attempts.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn modes_parse_and_display() {
+        for m in [OneShotMode::Auto, OneShotMode::Never, OneShotMode::Always] {
+            assert_eq!(m.to_string().parse::<OneShotMode>().unwrap(), m);
+        }
+        assert_eq!(
+            " ALWAYS ".parse::<OneShotMode>().unwrap(),
+            OneShotMode::Always
+        );
+        assert!("sometimes".parse::<OneShotMode>().is_err());
+    }
+}
