@@ -108,6 +108,25 @@ impl T {
         .await
     }
 
+    /// A raw body of `content_type` to the v2 metadata endpoint.
+    async fn raw_meta(&self, content_type: &str, body: &[u8]) -> Answer {
+        self.send(
+            &creds(),
+            reqwest::Method::POST,
+            V2_META,
+            content_type,
+            body.to_vec(),
+        )
+        .await
+    }
+
+    /// v2 `DELETE /2/media/subtitles` of `video`'s `lang` track.
+    async fn v2_delete(&self, video: &MediaId, lang: &str) -> Answer {
+        let body =
+            json!({"id": video.as_str(), "media_category": "TweetVideo", "language_code": lang});
+        self.json(reqwest::Method::DELETE, V2_SUBS, body).await
+    }
+
     async fn post(&self, path: &str, body: Value) -> Answer {
         self.json(reqwest::Method::POST, path, body).await
     }
@@ -330,28 +349,12 @@ async fn malformed_metadata_requests_are_rejected_in_each_shape() {
         &t.post(V2_META, json!({"id": 12.5, "metadata": {}})).await,
         "The `id` field is invalid.",
     );
-    let a = t
-        .send(
-            &creds(),
-            reqwest::Method::POST,
-            V2_META,
-            "text/plain",
-            b"id=1".to_vec(),
-        )
-        .await;
+    let a = t.raw_meta("text/plain", b"id=1").await;
     assert_v2(
         &a,
         "Requests with bodies must have content-type of application/json.",
     );
-    let a = t
-        .send(
-            &creds(),
-            reqwest::Method::POST,
-            V2_META,
-            "application/json",
-            b"{not json".to_vec(),
-        )
-        .await;
+    let a = t.raw_meta("application/json", b"{not json").await;
     assert_v2(&a, "Request body is not valid JSON.");
     assert_v2(
         &t.post(V2_META, json!([1, 2])).await,
@@ -393,13 +396,7 @@ async fn subtitles_attach_to_finalized_videos_and_delete() {
     assert_eq!(a.status, 200, "{}", a.body);
     let langs: Vec<String> = t.emu.subtitles(&video).into_iter().map(|x| x.0).collect();
     assert_eq!(langs, ["EN", "JA"]);
-    let a = t
-        .json(
-            reqwest::Method::DELETE,
-            V2_SUBS,
-            json!({"id": video.as_str(), "media_category": "TweetVideo", "language_code": "EN"}),
-        )
-        .await;
+    let a = t.v2_delete(&video, "EN").await;
     assert_eq!(a.status, 200, "{}", a.body);
     let a = t
         .post(
@@ -411,13 +408,7 @@ async fn subtitles_attach_to_finalized_videos_and_delete() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(t.emu.subtitles(&video).is_empty());
     // Deleting a language the video does not have.
-    let a = t
-        .json(
-            reqwest::Method::DELETE,
-            V2_SUBS,
-            json!({"id": video.as_str(), "media_category": "TweetVideo", "language_code": "EN"}),
-        )
-        .await;
+    let a = t.v2_delete(&video, "EN").await;
     assert_v2(&a, "The video has no subtitles in that language.");
     t.emu.shutdown().await;
 }
@@ -557,13 +548,7 @@ async fn metadata_and_subtitles_have_their_own_rate_limits() {
     assert_eq!(t.post(V2_SUBS, sub.clone()).await.status, 200);
     assert_eq!(t.post(V2_SUBS, sub).await.status, 429);
     // Delete is its own endpoint with the same limit.
-    let a = t
-        .json(
-            reqwest::Method::DELETE,
-            V2_SUBS,
-            json!({"id": video.as_str(), "media_category": "TweetVideo", "language_code": "EN"}),
-        )
-        .await;
+    let a = t.v2_delete(&video, "EN").await;
     assert_eq!(a.status, 200);
     // The client maps a 429 onto a retryable, throttled error.
     let e = t

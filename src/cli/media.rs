@@ -14,17 +14,19 @@ use super::upload::credentials_for;
 pub(crate) struct ClientArgs {
     #[command(flatten)]
     settings: SettingsArgs,
-    /// Base URL of the API (`api.base_url`; X's host for the API version when unset).
+    /// Base URL of the API (`api.base_url`; X's host for the API version when unset; the
+    /// emulator's URL, as printed by `chunkwise serve`, for local runs).
     #[arg(long)]
     base_url: Option<url::Url>,
-    /// API version (`api.version`): v1 (v1.1) or v2. Default v2.
+    /// API version (`api.version`): v1 (v1.1 `media/upload.json`) or v2
+    /// (`/2/media/upload/...`). Default v2.
     #[arg(long)]
     api: Option<ApiVersion>,
 }
 
 impl ClientArgs {
-    /// The X client these arguments and the settings describe.
-    async fn client(&self) -> anyhow::Result<XClient> {
+    /// The settings layers plus `--base-url` and `--api`, which win over every layer.
+    pub(crate) fn builder(&self) -> chunkwise::settings::SettingsBuilder {
         let mut b = self.settings.builder();
         if let Some(url) = &self.base_url {
             b = b
@@ -34,7 +36,12 @@ impl ClientArgs {
         if let Some(api) = self.api {
             b = b.origin("command line --api").api_version(api);
         }
-        let settings = super::resolve(b).await?;
+        b
+    }
+
+    /// The X client these arguments and the settings describe.
+    async fn client(&self) -> anyhow::Result<XClient> {
+        let settings = super::resolve(self.builder()).await?;
         let credentials = credentials_for(settings.api().base_url.as_ref())?;
         Ok(settings.client_builder(credentials)?.build()?)
     }

@@ -53,7 +53,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Upload a file and print its media id; resumes an interrupted upload of the same file
     /// to the same target.
-    Upload(upload::UploadArgs),
+    Upload(Box<upload::UploadArgs>),
     /// Continue saved (interrupted) uploads and print their media ids.
     Resume(resume::ResumeArgs),
     /// List saved (interrupted) uploads.
@@ -197,7 +197,7 @@ pub(crate) fn init_tracing(global: &GlobalArgs) {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Upload(args) => upload::run(args, &cli.global).await,
+        Command::Upload(args) => upload::run(*args, &cli.global).await,
         Command::Resume(args) => resume::run_resume(args, &cli.global).await,
         Command::Status(args) => resume::run_status(args).await,
         Command::MediaStatus(args) => media::run_status(args).await,

@@ -8,30 +8,22 @@ use anyhow::Context as _;
 use chunkwise::checkpoint::{CheckpointKey, SourceIdentity};
 use chunkwise::engine::{OneShotMode, SubtitleTrack};
 use chunkwise::protocol::{
-    ApiVersion, AppendRequest, AppendResponse, InitRequest, InitResponse, LanguageCode, MediaId,
-    MediaStatus, OneShotRequest, ProtocolTarget, SubtitlesRequest, UploadProtocol, XClient,
+    AppendRequest, AppendResponse, InitRequest, InitResponse, LanguageCode, MediaId, MediaStatus,
+    OneShotRequest, ProtocolTarget, SubtitlesRequest, UploadProtocol, XClient,
 };
 use chunkwise::{Credentials, Engine, MediaCategory, MediaSpec, Source, UploadReport};
 use clap::Args;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckpointArgs, GlobalArgs, SettingsArgs, bench, parse_size, progress, resume};
+use super::{CheckpointArgs, GlobalArgs, bench, parse_size, progress, resume};
 
 #[derive(Debug, Args)]
 pub(crate) struct UploadArgs {
     /// The file to upload.
     file: PathBuf,
     #[command(flatten)]
-    settings: SettingsArgs,
-    /// Base URL of the upload API (`api.base_url`; X's host for the API version when unset;
-    /// the emulator's URL, as printed by `chunkwise serve`, for local runs).
-    #[arg(long)]
-    base_url: Option<url::Url>,
-    /// API version (`api.version`): v1 (v1.1 `media/upload.json`) or v2
-    /// (`/2/media/upload/...`). Default v2.
-    #[arg(long)]
-    api: Option<ApiVersion>,
+    client: super::media::ClientArgs,
     /// MIME type; guessed from the file extension when omitted.
     #[arg(long)]
     media_type: Option<String>,
@@ -338,15 +330,7 @@ impl UploadProtocol for Retargeted {
 fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
     let mut b = args
         .checkpoints
-        .apply(args.pins.apply(args.settings.builder()));
-    if let Some(url) = &args.base_url {
-        b = b
-            .origin("command line --base-url")
-            .base_url(Some(url.clone()));
-    }
-    if let Some(api) = args.api {
-        b = b.origin("command line --api").api_version(api);
-    }
+        .apply(args.pins.apply(args.client.builder()));
     if args.media_data {
         b = b.origin("command line --media-data").media_data(true);
     }

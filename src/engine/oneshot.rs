@@ -259,14 +259,14 @@ async fn poll(
             return Ok((status, None));
         };
         if info.state == ProcessingState::Failed {
-            let mut e = Error::new(
+            let failed = Error::new(
                 ErrorKind::ProcessingFailed,
-                "the server could not process the media",
+                "the server could not process the one-shot media",
             );
-            if let Some(msg) = info.error {
-                e = e.with_server_message(msg);
-            }
-            return Err(e);
+            return Err(match info.error {
+                Some(m) => failed.with_server_message(m),
+                None => failed,
+            });
         }
         if info.state.is_terminal() {
             return Ok((status, Some(info.state)));
