@@ -1,7 +1,7 @@
 //! Issue 14 end to end through the `chunkwise` binary against an in-process emulator: an
 //! image with alt text goes up in one request; a video gets two subtitle tracks, then one is
-//! removed with `chunkwise subtitles delete`; `chunkwise media-status` asks for a media's
-//! processing state.
+//! removed with `chunkwise subtitles delete` (its INIT carrying `--additional-owners` and
+//! `--shared`); `chunkwise media-status` asks for a media's processing state.
 
 #![cfg(unix)]
 
@@ -134,9 +134,16 @@ async fn a_video_gets_two_subtitle_tracks_then_one_is_deleted() {
             .arg("--subtitles")
             .arg(format!("EN:English:{}", en.display()))
             .arg("--subtitles")
-            .arg(format!("ja:日本語:{}", ja.display()));
+            .arg(format!("ja:日本語:{}", ja.display()))
+            .args(["--additional-owners", "4242,77", "--shared"]);
         let (stdout, stderr) = succeed(cmd).await;
         let id = MediaId(stdout.trim().to_string());
+        // INIT's additional_owners and shared reached the server.
+        assert_eq!(
+            emu.sharing(&id),
+            Some((vec!["4242".to_string(), "77".to_string()], true)),
+            "{api}"
+        );
         assert!(stderr.contains("EN subtitles attached"), "{stderr}");
         let tracks = emu.subtitles(&id);
         let langs: Vec<(&str, &str)> = tracks

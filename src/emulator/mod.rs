@@ -349,6 +349,11 @@ impl EmulatorHandle {
         self.shared.media.bytes(id).await
     }
 
+    /// INIT's `additional_owners` and `shared` as the emulator stored them for media `id`.
+    pub fn sharing(&self, id: &MediaId) -> Option<(Vec<String>, bool)> {
+        v1::parse_id(id.as_str()).and_then(|id| self.shared.media.sharing(id))
+    }
+
     /// The alt text of media `id`, once set (v2 `POST /2/media/metadata`, v1.1
     /// `media/metadata/create.json`).
     pub fn alt_text(&self, id: &MediaId) -> Option<String> {

@@ -157,6 +157,8 @@ struct Session {
     alt_text: Option<String>,
     /// Subtitle tracks by language code: the subtitle media id and the display name.
     subtitles: BTreeMap<String, (u64, String)>,
+    /// INIT's `shared`.
+    shared: bool,
 }
 
 impl Session {
@@ -211,6 +213,7 @@ impl Session {
             dims: self.dims,
             status_polls: self.status_polls,
             alt_text: self.alt_text.clone(),
+            shared: self.shared,
             subtitles: self
                 .subtitles
                 .iter()
@@ -280,6 +283,8 @@ pub(crate) struct NewMedia {
     pub(crate) media_type: String,
     pub(crate) total_bytes: u64,
     pub(crate) additional_owners: Vec<String>,
+    /// INIT's `shared` (DM media reused across messages).
+    pub(crate) shared: bool,
     pub(crate) expires_after_secs: u64,
 }
 
@@ -465,6 +470,7 @@ impl MediaStore {
                     dims: s.dims,
                     status_polls: s.status_polls,
                     alt_text: s.alt_text,
+                    shared: s.shared,
                     subtitles: s
                         .subtitles
                         .into_iter()
@@ -569,6 +575,7 @@ impl MediaStore {
                 status_polls: 0,
                 alt_text: None,
                 subtitles: BTreeMap::new(),
+                shared: m.shared,
             },
         );
         InitView {
@@ -822,6 +829,14 @@ impl MediaStore {
         self.save(clock, video).await.map_err(|_| OpError::Storage)
     }
 
+    /// INIT's `additional_owners` and `shared` of media `id`.
+    pub(crate) fn sharing(&self, id: u64) -> Option<(Vec<String>, bool)> {
+        self.lock()
+            .map
+            .get(&id)
+            .map(|s| (s.additional_owners.clone(), s.shared))
+    }
+
     /// The alt text of media `id`, if any.
     pub(crate) fn alt_text(&self, id: u64) -> Option<String> {
         self.lock().map.get(&id).and_then(|s| s.alt_text.clone())
@@ -1013,6 +1028,7 @@ mod tests {
             media_type: "video/mp4".into(),
             total_bytes: total,
             additional_owners: vec![],
+            shared: false,
             expires_after_secs: 60,
         }
     }

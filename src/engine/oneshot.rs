@@ -26,6 +26,12 @@ use crate::scheduler::PlanContext;
 /// When the engine uses the one-shot upload.
 ///
 /// Settings key `api.one_shot`; `chunkwise upload --one-shot`.
+///
+/// A one-shot upload is retried whole under the engine's [`RetryPolicy`](super::RetryPolicy)
+/// (with the deadline the strategy gives a segment of its size, at least the control
+/// timeout), reports [`UploadEvent::OneShot`] instead of INIT and segment events, and
+/// leaves no checkpoint: [`UploadHandle::cancel`](super::UploadHandle::cancel) of one returns
+/// [`ErrorKind::Cancelled`], and a pause holds it only before its request starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OneShotMode {
