@@ -700,3 +700,99 @@ async fn the_engine_attaches_subtitles_from_text_and_uploaded_media() {
 
     t.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_v2_one_shot_categories_follow_the_configured_spec_version() {
+    use chunkwise::emulator::V2_ONE_SHOT_CATEGORIES;
+    use chunkwise::protocol::OneShotRequest;
+    let req = |t: &str, c| OneShotRequest {
+        media_type: t.into(),
+        media_category: Some(c),
+        additional_owners: Vec::new(),
+        data: data(2000, 8).into(),
+    };
+    // Default: the v2.167 list, which takes a small video; never amplify_video.
+    let t = T::default().await;
+    let c = t.client(ApiVersion::V2);
+    assert!(V2_ONE_SHOT_CATEGORIES.contains(&MediaCategory::TweetVideo));
+    c.upload_one_shot(req("video/mp4", MediaCategory::TweetVideo))
+        .await
+        .unwrap();
+    let e = c
+        .upload_one_shot(req("video/mp4", MediaCategory::AmplifyVideo))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(e.to_string().contains("media_category"), "{e}");
+    t.emu.shutdown().await;
+    // The 2025 spec's list: images and subtitles only.
+    let t = T::start(EmulatorConfig {
+        v2_one_shot_categories: vec![
+            MediaCategory::TweetImage,
+            MediaCategory::DmImage,
+            MediaCategory::Subtitles,
+        ],
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let c = t.client(ApiVersion::V2);
+    let e = c
+        .upload_one_shot(req("video/mp4", MediaCategory::TweetVideo))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    let s = c
+        .upload_one_shot(req("text/srt", MediaCategory::Subtitles))
+        .await
+        .unwrap();
+    assert!(t.emu.media_bytes(&s.media_id).await.is_some());
+    t.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn alt_text_subtitles_and_sharing_survive_an_emulator_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |addr| {
+        let b = Emulator::builder()
+            .credentials(creds())
+            .state_dir(dir.path().join("state"));
+        async move {
+            match addr {
+                Some(a) => b.bind(a),
+                None => b,
+            }
+            .start()
+            .await
+            .unwrap()
+        }
+    };
+    let emu = start(None).await;
+    let t = T {
+        emu,
+        http: reqwest::Client::new(),
+    };
+    let img = t.image().await;
+    let video = t.video().await;
+    let srt = t.srt().await;
+    let c = t.client(ApiVersion::V2);
+    c.set_alt_text(&img, "kept").await.unwrap();
+    c.attach_subtitles(&chunkwise::protocol::SubtitlesRequest {
+        video: video.clone(),
+        video_category: None,
+        subtitles: srt.clone(),
+        language_code: "EN".parse().unwrap(),
+        display_name: "English".into(),
+    })
+    .await
+    .unwrap();
+    let addr = t.emu.addr();
+    t.emu.shutdown().await;
+    let emu = start(Some(addr)).await;
+    assert_eq!(emu.alt_text(&img).as_deref(), Some("kept"));
+    assert_eq!(
+        emu.subtitles(&video),
+        vec![("EN".to_string(), srt, "English".to_string())]
+    );
+    assert_eq!(emu.sharing(&img), Some((Vec::new(), false)));
+    emu.shutdown().await;
+}

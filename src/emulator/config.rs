@@ -86,6 +86,22 @@ pub const V1_POST_PER_USER: u32 = V2_CHUNKED_PER_USER;
 /// Source: none published (protocol.md §11.5); assumed equal to the v2 STATUS limit.
 pub const V1_GET_PER_USER: u32 = V2_STATUS_PER_USER;
 
+/// The categories the v2 one-shot upload takes by default: those of the newest spec,
+/// v2.167 (2026-08).
+///
+/// Source: protocol.md §4.5 (`tweet_image, dm_image, subtitles` from 2025 to 2026-01, plus
+/// `tweet_video, tweet_gif, dm_video, dm_gif` in v2.167); which one the real server follows
+/// is uncertain, so [`EmulatorConfig::v2_one_shot_categories`] can be set to the older list.
+pub const V2_ONE_SHOT_CATEGORIES: [MediaCategory; 7] = [
+    MediaCategory::TweetImage,
+    MediaCategory::DmImage,
+    MediaCategory::Subtitles,
+    MediaCategory::TweetVideo,
+    MediaCategory::TweetGif,
+    MediaCategory::DmVideo,
+    MediaCategory::DmGif,
+];
+
 /// Per-user limit of `POST /2/media/metadata` (alt text).
 ///
 /// Source: protocol.md §12 (X's v2 rate-limit table: 500 per 15 min per user).
@@ -355,6 +371,10 @@ pub struct EmulatorConfig {
     /// [`MAX_ALT_TEXT_CHARS`](crate::protocol::MAX_ALT_TEXT_CHARS) (1000, the English
     /// docs); the zh/ja docs say 420 (protocol.md §12, uncertain).
     pub alt_text_max_chars: usize,
+    /// The `media_category` values the v2 one-shot `POST /2/media/upload` takes. Default
+    /// [`V2_ONE_SHOT_CATEGORIES`] (the v2.167 spec); the 2025 spec's list is `tweet_image`,
+    /// `dm_image`, `subtitles` (protocol.md §4.5).
+    pub v2_one_shot_categories: Vec<MediaCategory>,
 }
 
 impl Default for EmulatorConfig {
@@ -375,6 +395,7 @@ impl Default for EmulatorConfig {
             spill_dir: None,
             id_seed: 0,
             alt_text_max_chars: crate::protocol::MAX_ALT_TEXT_CHARS,
+            v2_one_shot_categories: V2_ONE_SHOT_CATEGORIES.to_vec(),
         }
     }
 }

@@ -440,6 +440,9 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
         let category =
             category.ok_or_else(|| wire::v2_invalid(&text::v2_missing("media_category")))?;
         let category = parse_category(&category)?;
+        if !sh.cfg.v2_one_shot_categories.contains(&category) {
+            return Err(wire::v2_reject(&text::v2_invalid("media_category")));
+        }
         let additional_owners = owners(owners_value)?;
         let media_type = match media_type {
             Some(t) if V2_MEDIA_TYPES.contains(&t.as_str()) => t,
