@@ -197,3 +197,57 @@ async fn a_video_gets_two_subtitle_tracks_then_one_is_deleted() {
         emu.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alt_text_given_to_a_resumed_upload_is_set_too() {
+    use chunkwise::engine::UploadEvent;
+    use chunkwise::protocol::{ApiVersion, AppendEncoding};
+    use chunkwise::scheduler::FixedStrategy;
+    use chunkwise::{Engine, EngineConfig, FileCheckpointStore, MediaCategory, MediaSpec, Source};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let emu = chunkwise::emulator::Emulator::builder()
+        .credentials(support::creds())
+        .faults(FaultConfig {
+            added_latency: Duration::from_millis(20),
+            ..FaultConfig::none()
+        })
+        .start()
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("photo.png");
+    let bytes = png(8 * 32 * 1024);
+    std::fs::write(&file, &bytes).unwrap();
+    // An interrupted upload of the file, saved where the CLI looks.
+    let config = EngineConfig::default()
+        .with_fixed_strategy(FixedStrategy::new(32 * 1024, 1, Duration::from_secs(30)))
+        .with_checkpoint_store(Arc::new(FileCheckpointStore::new(tmp.path().join("ckpt"))));
+    let client = support::client(&emu, ApiVersion::V2, AppendEncoding::Raw);
+    let engine = Engine::new(Arc::new(client), config).unwrap();
+    let mut up = engine.upload(
+        Source::file(&file).await.unwrap(),
+        MediaSpec::new("image/png").with_category(MediaCategory::TweetImage),
+    );
+    while let Some(e) = up.next_event().await {
+        if matches!(e, UploadEvent::SegmentDone { .. }) {
+            break;
+        }
+    }
+    up.cancel().await.unwrap();
+
+    let mut cmd = upload(&emu, tmp.path(), "v2");
+    cmd.arg(&file).args(["--alt-text", "kept on resume"]);
+    let (stdout, _) = succeed(cmd).await;
+    let id = MediaId(stdout.trim().to_string());
+    assert_eq!(emu.media_bytes(&id).await.unwrap(), bytes);
+    assert_eq!(emu.alt_text(&id).as_deref(), Some("kept on resume"));
+    // Carried on chunked: one INIT in all.
+    let inits = uploads(&emu)
+        .into_iter()
+        .filter(|c| *c == ApiCommand::Init)
+        .count();
+    assert_eq!(inits, 1);
+    emu.shutdown().await;
+}

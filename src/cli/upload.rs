@@ -216,7 +216,16 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
     let saved = resume::saved_for(&store, &key, &identity, &target, args.no_resume).await?;
     let started = SystemTime::now();
     let handle = match saved {
-        Some(checkpoint) => {
+        Some(mut checkpoint) => {
+            // Alt text and subtitles come after the upload, so this run's flags apply to a
+            // resumed upload too (INIT's fields were sent by the run that saved it).
+            if let Some(text) = &args.alt_text {
+                checkpoint.spec.alt_text = Some(text.clone());
+            }
+            if !args.subtitles.is_empty() {
+                checkpoint.spec.subtitles = args.subtitles.clone();
+            }
+            checkpoint.spec.validate()?;
             checkpoint.source.check_unchanged(&identity).map_err(|e| {
                 anyhow::Error::new(e).context(format!(
                     "{} changed since its upload was interrupted (checkpoint {}); run again \
