@@ -35,6 +35,15 @@ pub(crate) enum Call {
     SubtitlesDelete,
 }
 
+/// One authenticated request: the server, the API, the user and the JSON body.
+#[derive(Clone, Copy)]
+struct Req<'a> {
+    sh: &'a Shared,
+    api: ApiVersion,
+    user: u64,
+    obj: &'a Map<String, Value>,
+}
+
 /// The `media_category` values of the subtitles calls (protocol.md §12).
 const SUBTITLE_VIDEO_CATEGORIES: [&str; 2] = ["TweetVideo", "AmplifyVideo"];
 
@@ -103,10 +112,16 @@ pub(crate) async fn handle(
     let run = async {
         let user = gate(sh, ex, &mut inc, api, ep).await?;
         let obj = json_object(sh, &mut inc, api).await?;
+        let r = Req {
+            sh,
+            api,
+            user,
+            obj: &obj,
+        };
         match call {
-            Call::Metadata => metadata(sh, ex, api, user, &obj).await,
-            Call::SubtitlesCreate => create(sh, ex, api, user, &obj).await,
-            Call::SubtitlesDelete => delete(sh, ex, api, user, &obj).await,
+            Call::Metadata => metadata(r, ex).await,
+            Call::SubtitlesCreate => create(r, ex).await,
+            Call::SubtitlesDelete => delete(r, ex).await,
         }
     };
     run.await.unwrap_or_else(Reject::into_response)
@@ -220,13 +235,8 @@ fn ok(api: ApiVersion, data: impl Serialize) -> Result<Response, Reject> {
     })
 }
 
-async fn metadata(
-    sh: &Shared,
-    ex: &mut Exchange,
-    api: ApiVersion,
-    user: u64,
-    obj: &Map<String, Value>,
-) -> Result<Response, Reject> {
+async fn metadata(r: Req<'_>, ex: &mut Exchange) -> Result<Response, Reject> {
+    let Req { sh, api, user, obj } = r;
     let (id_text, alt) = match api {
         ApiVersion::V2 => {
             let id = id_field(obj, api, "id")?;
@@ -295,13 +305,8 @@ fn track(obj: &Map<String, Value>, api: ApiVersion, id_name: &str) -> Result<Tra
     })
 }
 
-async fn create(
-    sh: &Shared,
-    ex: &mut Exchange,
-    api: ApiVersion,
-    user: u64,
-    obj: &Map<String, Value>,
-) -> Result<Response, Reject> {
+async fn create(r: Req<'_>, ex: &mut Exchange) -> Result<Response, Reject> {
+    let Req { sh, api, user, obj } = r;
     let (video_text, tracks) = match api {
         ApiVersion::V2 => {
             let id = id_field(obj, api, "id")?;
@@ -360,13 +365,8 @@ async fn create(
     )
 }
 
-async fn delete(
-    sh: &Shared,
-    ex: &mut Exchange,
-    api: ApiVersion,
-    user: u64,
-    obj: &Map<String, Value>,
-) -> Result<Response, Reject> {
+async fn delete(r: Req<'_>, ex: &mut Exchange) -> Result<Response, Reject> {
+    let Req { sh, api, user, obj } = r;
     let (video_text, languages) = match api {
         ApiVersion::V2 => (id_field(obj, api, "id")?, vec![language(obj, api)?]),
         _ => {
