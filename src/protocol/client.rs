@@ -9,7 +9,8 @@
 //! | FINALIZE | POST urlencoded, body params signed | POST `/2/media/upload/{id}/finalize`, no body |
 //! | STATUS | GET `?command=STATUS&media_id=..`, query signed | GET `/2/media/upload?command=STATUS&media_id=..` |
 //!
-//! Multipart and JSON bodies are never signed (protocol.md §7). Responses are read with a size
+//! The one-shot upload, alt text and subtitles are in the `media` submodule (its table
+//! gives their wire shapes). Multipart and JSON bodies are never signed (protocol.md §7). Responses are read with a size
 //! cap and parsed by the pure functions of the `parse` module.
 //!
 //! The client sets no overall request timeout: the engine applies its deadlines by dropping

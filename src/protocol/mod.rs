@@ -5,6 +5,14 @@
 //! (`/2/media/upload/initialize`, `/{id}/append`, `/{id}/finalize`, `GET /2/media/upload`)
 //! APIs; tests and other services can implement it too.
 //!
+//! Besides the chunked upload, the trait has the rest of X's media API (issue 14; protocol.md
+//! §3.5, §4.5, §12), each with a default that fails with
+//! [`ErrorKind::Unsupported`]: the one-shot upload
+//! ([`UploadProtocol::accepts_one_shot`], [`UploadProtocol::upload_one_shot`]), alt text
+//! ([`UploadProtocol::set_alt_text`]) and subtitles ([`UploadProtocol::attach_subtitles`],
+//! [`UploadProtocol::delete_subtitles`]), for media uploaded earlier as well as by the engine
+//! once an upload's media is ready.
+//!
 //! What every implementation must do (protocol.md §10):
 //! - accept any 2xx with an empty or JSON body as success for INIT, APPEND and FINALIZE;
 //! - read ids as strings (`media_id_string`, `data.id`);
@@ -329,6 +337,7 @@ pub mod fuzzing {
         let _ = parse::append_response(data);
         let _ = parse::media_status(Command::Finalize, data, &id);
         let _ = parse::media_status(Command::Status, data, &id);
+        let _ = parse::media_status(Command::OneShot, data, &MediaId(String::new()));
         let _ = parse::server_message(data);
         let mut headers = http::HeaderMap::new();
         if let Ok(v) = http::HeaderValue::from_bytes(data) {
