@@ -1,12 +1,13 @@
 #!/bin/sh
 # One-shot against chunked for a 200 KB image over the built-in LTE link profile
-# (BENCHMARKS.md "One-shot upload"). Usage: bench-results/oneshot_lte.sh [RUNS] [BIN]
+# (BENCHMARKS.md "One-shot upload"). Usage: bench-results/oneshot_lte.sh [RUNS] [BIN] [API]
 # Starts `chunkwise serve` on 127.0.0.1:18414, uploads the same image RUNS times per mode
 # (the modes alternate, so drift hits both), and prints each run's elapsed time from the
 # upload report, then the median per mode.
 set -eu
 RUNS=${1:-7}
 BIN=${2:-./target/release/chunkwise}
+API=${3:-v2}
 DIR=$(mktemp -d)
 PORT=18414
 "$BIN" serve --listen 127.0.0.1:$PORT >"$DIR/serve.log" 2>&1 &
@@ -22,7 +23,7 @@ sys.stdout.buffer.write(head + bytes(r.getrandbits(8) for _ in range(200000 - le
 " >"$DIR/photo.png"
 for i in $(seq 1 "$RUNS"); do
   for mode in always never; do
-    "$BIN" upload "$DIR/photo.png" --base-url http://127.0.0.1:$PORT --link lte \
+    "$BIN" upload "$DIR/photo.png" --base-url http://127.0.0.1:$PORT --api "$API" --link lte \
       --one-shot $mode --no-resume --checkpoint-dir "$DIR/ckpt" --quiet \
       --report "$DIR/$mode-$i.json" >/dev/null
     python3 -c "
