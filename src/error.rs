@@ -82,6 +82,10 @@ pub enum ErrorKind {
     /// upload: the checkpoint store's claim on it is held. Nothing was sent. Wait for the
     /// other owner to finish, or stop it, then run the upload again to carry it on.
     Claimed,
+    /// The protocol does not offer this call (a one-shot upload, alt text or subtitles on an
+    /// [`UploadProtocol`](crate::protocol::UploadProtocol) that does not implement them). Use
+    /// a protocol that does, such as [`XClient`](crate::protocol::XClient).
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -106,6 +110,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "upload cancelled",
             ErrorKind::Checkpoint => "checkpoint unusable",
             ErrorKind::Claimed => "upload driven by another owner",
+            ErrorKind::Unsupported => "not supported by the protocol",
         }
     }
 }

@@ -17,7 +17,10 @@
 //! [`RetryPolicy::max_unreachable`]); every attempt's outcome is reported back to the
 //! strategy; once every segment is acknowledged, FINALIZE assembles the media and,
 //! for video and GIF, STATUS is polled as the server's `check_after_secs` asks until
-//! processing succeeds, fails, or a deadline passes. The caller follows the upload through
+//! processing succeeds, fails, or a deadline passes. A small image (or, on v2, subtitle
+//! file) that fits in the first chunk goes up in one request instead ([`OneShotMode`]); once
+//! the media is ready, the alt text and subtitle tracks of its [`MediaSpec`] are set. The
+//! caller follows the upload through
 //! [`UploadEvent`]s on its [`UploadHandle`] and gets an [`UploadReport`] (goodput, APPEND
 //! latency percentiles, retries, bytes sent again) or a typed [`Error`] at the end.
 //!
@@ -62,8 +65,8 @@ pub mod link;
 pub use auth::Credentials;
 pub use checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
 pub use engine::{
-    CancelOutcome, Engine, EngineConfig, MediaSpec, PauseMode, Progress, RetryPolicy, Source,
-    UploadEvent, UploadHandle, UploadReport,
+    CancelOutcome, Engine, EngineConfig, MediaSpec, OneShotMode, PauseMode, Progress, RetryPolicy,
+    Source, SubtitleTrack, UploadEvent, UploadHandle, UploadReport,
 };
 pub use error::{Error, ErrorKind, Result, ServerMessage};
 pub use limits::MediaCategory;

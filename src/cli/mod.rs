@@ -12,6 +12,7 @@ macro_rules! note {
 mod bench;
 mod config;
 mod demo;
+mod media;
 mod output;
 mod progress;
 mod resume;
@@ -63,11 +64,15 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Upload a file and print its media id; resumes an interrupted upload of the same file
     /// to the same target.
-    Upload(upload::UploadArgs),
+    Upload(Box<upload::UploadArgs>),
     /// Continue saved (interrupted) uploads and print their media ids.
     Resume(resume::ResumeArgs),
     /// List saved (interrupted) uploads.
     Status(resume::StatusArgs),
+    /// Ask the server for an uploaded media's processing state (STATUS) and print it as JSON.
+    MediaStatus(media::MediaStatusArgs),
+    /// Manage the subtitle tracks of an uploaded video.
+    Subtitles(media::SubtitlesArgs),
     /// Upload a generated video to the bundled emulator through an emulated cellular link.
     Demo(demo::DemoArgs),
     /// Show the effective settings, check a settings file, or list the presets.
@@ -203,9 +208,11 @@ pub(crate) fn init_tracing(global: &GlobalArgs) {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Upload(args) => upload::run(args, &cli.global).await,
+        Command::Upload(args) => upload::run(*args, &cli.global).await,
         Command::Resume(args) => resume::run_resume(args, &cli.global).await,
         Command::Status(args) => resume::run_status(args).await,
+        Command::MediaStatus(args) => media::run_status(args).await,
+        Command::Subtitles(args) => media::run_subtitles(args).await,
         Command::Demo(args) => demo::run(args, &cli.global).await,
         Command::Config(args) => config::run(args).await,
         Command::Bench(args) => bench::run(args, &cli.global).await,

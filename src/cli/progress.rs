@@ -337,6 +337,32 @@ fn text_event(
                 None => note!("{msg}"),
             }
         }
+        UploadEvent::ControlRetry {
+            request,
+            attempt,
+            delay,
+            error,
+        } => {
+            let msg = format!(
+                "{request} attempt {attempt} failed ({error}); retrying in {:.1}s",
+                delay.as_secs_f64()
+            );
+            say(bar, msg);
+        }
+        UploadEvent::OneShot { total_bytes } => say(
+            bar,
+            format!("sending {total_bytes} bytes in one request (one-shot upload)"),
+        ),
+        UploadEvent::AltTextSet { media_id } => {
+            say(bar, format!("alt text set on media {media_id}"));
+        }
+        UploadEvent::SubtitlesAttached {
+            language_code,
+            subtitles_media_id,
+        } => say(
+            bar,
+            format!("{language_code} subtitles attached (subtitle media {subtitles_media_id})"),
+        ),
         _ => {}
     }
 }
@@ -426,6 +452,21 @@ fn json_event(event: UploadEvent, last: &mut Option<Instant>, started: Instant, 
                 state = ?state,
                 progress_percent,
                 "processing"
+            );
+        }
+        UploadEvent::ControlRetry {
+            request,
+            attempt,
+            delay,
+            error,
+        } => {
+            tracing::info!(
+                target: TARGET,
+                request = %request,
+                attempt,
+                delay_secs = delay.as_secs_f64(),
+                error = %clean(&error),
+                "retrying"
             );
         }
         _ => {}

@@ -10,9 +10,10 @@ use chunkwise::auth::{
 };
 use chunkwise::checkpoint::CheckpointStore as _;
 use chunkwise::checkpoint::{CheckpointKey, SourceIdentity};
+use chunkwise::engine::{OneShotMode, SubtitleTrack};
 use chunkwise::protocol::{
-    ApiVersion, AppendRequest, AppendResponse, InitRequest, InitResponse, MediaId, MediaStatus,
-    ProtocolTarget, UploadProtocol, XClient,
+    AppendRequest, AppendResponse, InitRequest, InitResponse, LanguageCode, MediaId, MediaStatus,
+    OneShotRequest, ProtocolTarget, SubtitlesRequest, UploadProtocol, XClient,
 };
 use chunkwise::{
     Credentials, Engine, ErrorKind, FileCheckpointStore, MediaCategory, MediaSpec, Source,
@@ -23,24 +24,14 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::signals::Interrupts;
-use super::{
-    CheckpointArgs, GlobalArgs, SettingsArgs, bench, output, parse_size, progress, resume,
-};
+use super::{CheckpointArgs, GlobalArgs, bench, output, parse_size, progress, resume};
 
 #[derive(Debug, Args)]
 pub(crate) struct UploadArgs {
     /// The file to upload.
     file: PathBuf,
     #[command(flatten)]
-    settings: SettingsArgs,
-    /// Base URL of the upload API (`api.base_url`; X's host for the API version when unset;
-    /// the emulator's URL, as printed by `chunkwise serve`, for local runs).
-    #[arg(long)]
-    base_url: Option<url::Url>,
-    /// API version (`api.version`): v1 (v1.1 `media/upload.json`) or v2
-    /// (`/2/media/upload/...`). Default v2.
-    #[arg(long)]
-    api: Option<ApiVersion>,
+    client: super::media::ClientArgs,
     /// MIME type; guessed from the file extension when omitted.
     #[arg(long)]
     media_type: Option<String>,
@@ -78,8 +69,55 @@ pub(crate) struct UploadArgs {
     /// saved: its checkpoint is removed first. Without it, such an upload is resumed.
     #[arg(long)]
     no_resume: bool,
+    /// If another process is uploading this file to this target, wait for it to end (then
+    /// carry on its checkpoint) instead of failing at once.
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     checkpoints: CheckpointArgs,
+    /// One-shot upload (`api.one_shot`): auto (small images the API takes in one request),
+    /// never, or always.
+    #[arg(long, value_parser = parse_one_shot)]
+    one_shot: Option<OneShotMode>,
+    /// Alt text to set on the image or GIF once uploaded (at most 1000 characters).
+    #[arg(long, value_name = "TEXT")]
+    alt_text: Option<String>,
+    /// A subtitle track to attach to the video once processed, as LANG:NAME:FILE such as
+    /// `EN:English:subs.srt` (SRT or WebVTT; repeatable, one per language).
+    #[arg(long = "subtitles", value_name = "LANG:NAME:FILE", value_parser = parse_subtitles)]
+    subtitles: Vec<SubtitleTrack>,
+    /// User ids allowed to attach the media (INIT's `additional_owners`; comma-separated or
+    /// repeated, at most 100).
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
+    additional_owners: Vec<String>,
+    /// Mark the media as shared, for DMs reused across messages (INIT's `shared`).
+    #[arg(long)]
+    shared: bool,
+}
+
+/// Parses `--one-shot`.
+fn parse_one_shot(s: &str) -> Result<OneShotMode, String> {
+    s.parse().map_err(|e: chunkwise::Error| e.to_string())
+}
+
+/// Parses `--subtitles LANG:NAME:FILE` (the file may contain colons; the name may not).
+fn parse_subtitles(s: &str) -> Result<SubtitleTrack, String> {
+    let mut parts = s.splitn(3, ':');
+    let (Some(lang), Some(name), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "expected LANG:NAME:FILE, such as EN:English:subs.srt, got {s:?}"
+        ));
+    };
+    let lang: LanguageCode = lang.parse().map_err(|e: chunkwise::Error| e.to_string())?;
+    chunkwise::protocol::check_display_name(name).map_err(|e| e.to_string())?;
+    if file.is_empty() {
+        return Err(format!(
+            "no subtitle file in {s:?}; expected LANG:NAME:FILE"
+        ));
+    }
+    let path = PathBuf::from(file);
+    let path = std::path::absolute(&path).unwrap_or(path);
+    Ok(SubtitleTrack::file(lang, name, path))
 }
 
 /// Guesses a MIME type from a file extension.
@@ -235,10 +273,22 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
     let engine = Engine::new(protocol, config)?;
     let identity = SourceIdentity::of(&source).await?;
     let key = CheckpointKey::for_upload(&identity, &target);
+    // One owner per upload: the checkpoint is read (or discarded) under the claim, which the
+    // engine then holds until the upload ends.
+    let claim = claim_upload(&store, &key, args.wait, &mut interrupts).await?;
     let saved = resume::saved_for(&store, &key, &identity, &target, args.no_resume).await?;
     let started = SystemTime::now();
     let handle = match saved {
-        Some(checkpoint) => {
+        Some(mut checkpoint) => {
+            // Alt text and subtitles come after the upload, so this run's flags apply to a
+            // resumed upload too (INIT's fields were sent by the run that saved it).
+            if let Some(text) = &args.alt_text {
+                checkpoint.spec.alt_text = Some(text.clone());
+            }
+            if !args.subtitles.is_empty() {
+                checkpoint.spec.subtitles = args.subtitles.clone();
+            }
+            checkpoint.spec.validate()?;
             checkpoint.source.check_unchanged(&identity).map_err(|e| {
                 anyhow::Error::new(e).context(format!(
                     "{} changed since its upload was interrupted (checkpoint {}); run again \
@@ -248,14 +298,27 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
                 ))
             })?;
             resume::announce(&checkpoint, global);
-            engine.resume(checkpoint, source)
+            let spec = checkpoint.spec.clone();
+            engine.upload_claimed(claim, Some(checkpoint), source, spec)
         }
         None => {
-            let mut spec = MediaSpec::new(media_type);
+            let mut spec =
+                MediaSpec::new(media_type).with_additional_owners(args.additional_owners.clone());
             if let Some(c) = category {
                 spec = spec.with_category(c);
             }
-            engine.upload(source, spec)
+            if args.shared {
+                spec = spec.with_shared(true);
+            }
+            if let Some(text) = &args.alt_text {
+                spec = spec.with_alt_text(text.clone());
+            }
+            for track in &args.subtitles {
+                spec = spec.with_subtitles(track.clone());
+            }
+            // Checked here too, so a bad spec fails before the checkpoint lookup's I/O.
+            spec.validate()?;
+            engine.upload_claimed(claim, None, source, spec)
         }
     };
     let result = progress::follow(handle, global, Duration::from_secs(1), &mut interrupts).await;
@@ -270,6 +333,53 @@ pub(crate) async fn run(args: UploadArgs, global: &GlobalArgs) -> anyhow::Result
         }
     };
     deliver(report, args.report.as_deref(), Some(started)).await
+}
+
+/// How often `upload --wait` tries again to claim an upload another process drives.
+///
+/// Source: reasonable default; the claim is free the moment the other process ends, and half
+/// a second is short next to any upload worth waiting for while costing nothing to poll.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Claims the upload under `key`; if another process holds it, fails naming that process,
+/// or with `wait` tries again every [`WAIT_POLL`] until it is free (or an interrupt).
+async fn claim_upload(
+    store: &chunkwise::checkpoint::FileCheckpointStore,
+    key: &CheckpointKey,
+    wait: bool,
+    interrupts: &mut Interrupts,
+) -> anyhow::Result<chunkwise::checkpoint::CheckpointClaim> {
+    use chunkwise::checkpoint::CheckpointStore as _;
+    let mut announced = false;
+    loop {
+        match store.claim(key).await {
+            Ok(claim) => return Ok(claim),
+            Err(e) if e.kind() == chunkwise::ErrorKind::Claimed && wait => {
+                if !announced {
+                    note!("{}; waiting for it (--wait)", output::clean(&e.to_string()));
+                    announced = true;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(WAIT_POLL) => {}
+                    signal = interrupts.next() => {
+                        return Err(super::signals::Interrupted {
+                            signal,
+                            what: "stopped waiting for the other upload; nothing was sent"
+                                .to_string(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            Err(e) if e.kind() == chunkwise::ErrorKind::Claimed => {
+                return Err(anyhow::Error::new(e).context(
+                    "another chunkwise is uploading this file to this target; run with --wait \
+                     to carry on its upload once it ends",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `e`, the error of an upload, with a hint when the server refused it for good (a rejected
@@ -403,21 +513,48 @@ impl UploadProtocol for Retargeted {
     fn status<'a>(&'a self, id: &'a MediaId) -> BoxFuture<'a, chunkwise::Result<MediaStatus>> {
         self.inner.status(id)
     }
+
+    fn accepts_one_shot(&self, req: &InitRequest) -> bool {
+        self.inner.accepts_one_shot(req)
+    }
+
+    fn upload_one_shot(
+        &self,
+        req: OneShotRequest,
+    ) -> BoxFuture<'_, chunkwise::Result<MediaStatus>> {
+        self.inner.upload_one_shot(req)
+    }
+
+    fn set_alt_text<'a>(
+        &'a self,
+        id: &'a MediaId,
+        text: &'a str,
+    ) -> BoxFuture<'a, chunkwise::Result<()>> {
+        self.inner.set_alt_text(id, text)
+    }
+
+    fn attach_subtitles<'a>(
+        &'a self,
+        req: &'a SubtitlesRequest,
+    ) -> BoxFuture<'a, chunkwise::Result<()>> {
+        self.inner.attach_subtitles(req)
+    }
+
+    fn delete_subtitles<'a>(
+        &'a self,
+        video: &'a MediaId,
+        category: Option<MediaCategory>,
+        language: &'a LanguageCode,
+    ) -> BoxFuture<'a, chunkwise::Result<()>> {
+        self.inner.delete_subtitles(video, category, language)
+    }
 }
 
 /// The settings layers plus this command's flags, which win over every layer.
 fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
     let mut b = args
         .checkpoints
-        .apply(args.pins.apply(args.settings.builder()));
-    if let Some(url) = &args.base_url {
-        b = b
-            .origin("command line --base-url")
-            .base_url(Some(url.clone()));
-    }
-    if let Some(api) = args.api {
-        b = b.origin("command line --api").api_version(api);
-    }
+        .apply(args.pins.apply(args.client.builder()));
     if args.media_data {
         b = b.origin("command line --media-data").media_data(true);
     }
@@ -425,6 +562,9 @@ fn settings_builder(args: &UploadArgs) -> chunkwise::settings::SettingsBuilder {
         b = b
             .origin("command line --max-append-bytes")
             .max_append_bytes(max);
+    }
+    if let Some(mode) = args.one_shot {
+        b = b.origin("command line --one-shot").one_shot(mode);
     }
     b
 }

@@ -86,6 +86,39 @@ pub const V1_POST_PER_USER: u32 = V2_CHUNKED_PER_USER;
 /// Source: none published (protocol.md §11.5); assumed equal to the v2 STATUS limit.
 pub const V1_GET_PER_USER: u32 = V2_STATUS_PER_USER;
 
+/// The categories the v2 one-shot upload takes by default: those of the newest spec,
+/// v2.167 (2026-08).
+///
+/// Source: protocol.md §4.5 (`tweet_image, dm_image, subtitles` from 2025 to 2026-01, plus
+/// `tweet_video, tweet_gif, dm_video, dm_gif` in v2.167); which one the real server follows
+/// is uncertain, so [`EmulatorConfig::v2_one_shot_categories`] can be set to the older list.
+pub const V2_ONE_SHOT_CATEGORIES: [MediaCategory; 7] = [
+    MediaCategory::TweetImage,
+    MediaCategory::DmImage,
+    MediaCategory::Subtitles,
+    MediaCategory::TweetVideo,
+    MediaCategory::TweetGif,
+    MediaCategory::DmVideo,
+    MediaCategory::DmGif,
+];
+
+/// Per-user limit of `POST /2/media/metadata` (alt text).
+///
+/// Source: protocol.md §12 (X's v2 rate-limit table: 500 per 15 min per user).
+pub const V2_METADATA_PER_USER: u32 = 500;
+/// Per-user limit of `POST /2/media/subtitles` and of `DELETE /2/media/subtitles` (each).
+///
+/// Source: protocol.md §12 (X's v2 rate-limit table: 100 per 15 min per user).
+pub const V2_SUBTITLES_PER_USER: u32 = 100;
+/// Per-user limit of `POST /1.1/media/metadata/create.json`.
+///
+/// Source: none published for v1.1 (protocol.md §11.5); assumed equal to v2's.
+pub const V1_METADATA_PER_USER: u32 = V2_METADATA_PER_USER;
+/// Per-user limit of `POST /1.1/media/subtitles/create.json` and of `delete.json` (each).
+///
+/// Source: none published for v1.1 (protocol.md §11.5); assumed equal to v2's.
+pub const V1_SUBTITLES_PER_USER: u32 = V2_SUBTITLES_PER_USER;
+
 /// Default spill threshold: segments beyond 64 MiB of one media go to disk.
 ///
 /// Source: reasonable default; keeps a 512 MiB video from sitting in memory while small test
@@ -274,6 +307,16 @@ pub struct RateLimitConfig {
     pub v2_status: u32,
     /// `POST /2/media/upload` (one-shot). Default [`V2_UPLOAD_PER_USER`].
     pub v2_upload: u32,
+    /// `POST /2/media/metadata`. Default [`V2_METADATA_PER_USER`].
+    pub v2_metadata: u32,
+    /// `POST /2/media/subtitles` and `DELETE /2/media/subtitles`, each. Default
+    /// [`V2_SUBTITLES_PER_USER`].
+    pub v2_subtitles: u32,
+    /// `POST /1.1/media/metadata/create.json`. Default [`V1_METADATA_PER_USER`].
+    pub v1_metadata: u32,
+    /// `POST /1.1/media/subtitles/create.json` and `delete.json`, each. Default
+    /// [`V1_SUBTITLES_PER_USER`].
+    pub v1_subtitles: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -287,6 +330,10 @@ impl Default for RateLimitConfig {
             v2_finalize: V2_CHUNKED_PER_USER,
             v2_status: V2_STATUS_PER_USER,
             v2_upload: V2_UPLOAD_PER_USER,
+            v2_metadata: V2_METADATA_PER_USER,
+            v2_subtitles: V2_SUBTITLES_PER_USER,
+            v1_metadata: V1_METADATA_PER_USER,
+            v1_subtitles: V1_SUBTITLES_PER_USER,
         }
     }
 }
@@ -320,6 +367,14 @@ pub struct EmulatorConfig {
     pub spill_dir: Option<PathBuf>,
     /// Seed of the media id generator: the same seed gives the same ids in INIT order.
     pub id_seed: u64,
+    /// Longest alt text accepted, in characters. Default
+    /// [`MAX_ALT_TEXT_CHARS`](crate::protocol::MAX_ALT_TEXT_CHARS) (1000, the English
+    /// docs); the zh/ja docs say 420 (protocol.md §12, uncertain).
+    pub alt_text_max_chars: usize,
+    /// The `media_category` values the v2 one-shot `POST /2/media/upload` takes. Default
+    /// [`V2_ONE_SHOT_CATEGORIES`] (the v2.167 spec); the 2025 spec's list is `tweet_image`,
+    /// `dm_image`, `subtitles` (protocol.md §4.5).
+    pub v2_one_shot_categories: Vec<MediaCategory>,
 }
 
 impl Default for EmulatorConfig {
@@ -339,6 +394,8 @@ impl Default for EmulatorConfig {
             spill_threshold_bytes: Some(DEFAULT_SPILL_THRESHOLD),
             spill_dir: None,
             id_seed: 0,
+            alt_text_max_chars: crate::protocol::MAX_ALT_TEXT_CHARS,
+            v2_one_shot_categories: V2_ONE_SHOT_CATEGORIES.to_vec(),
         }
     }
 }

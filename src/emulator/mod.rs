@@ -6,7 +6,10 @@
 //!   query, an urlencoded body or multipart fields (no command on POST: the simple upload);
 //! - v2 `POST /2/media/upload/initialize`, `POST /2/media/upload/{id}/append`,
 //!   `POST /2/media/upload/{id}/finalize`, `GET /2/media/upload?command=STATUS&media_id=`
-//!   and the one-shot `POST /2/media/upload`.
+//!   and the one-shot `POST /2/media/upload`;
+//! - alt text and subtitles (protocol.md §12): v2 `POST /2/media/metadata`,
+//!   `POST|DELETE /2/media/subtitles`; v1.1 `POST /1.1/media/metadata/create.json`,
+//!   `/1.1/media/subtitles/create.json` and `delete.json`.
 //!
 //! Requests are checked in X's order (protocol.md §9): authentication (OAuth 1.0a verified
 //! against the configured secrets; bearer tokens on v2 only), the per-user rate limit (the
@@ -43,6 +46,7 @@
 mod auth;
 mod config;
 mod faults;
+mod media_api;
 mod persist;
 mod ratelimit;
 mod record;
@@ -59,9 +63,10 @@ pub use config::{
     DEFAULT_SPILL_THRESHOLD, EmulatorConfig, ExpiryConfig, FINALIZED_EXPIRES_AFTER_SECS,
     FaultConfig, ProcessingConfig, ProcessingFailure, ProcessingTimeline, RATE_LIMIT_WINDOW,
     RateLimitBurst, RateLimitConfig, SYNC_MAX_BYTES, StatusCodes, V1_APPEND_STATUS,
-    V1_FINALIZE_STATUS, V1_GET_PER_USER, V1_INIT_EXPIRES_AFTER_SECS, V1_INIT_STATUS, V1_OK_STATUS,
-    V1_POST_PER_USER, V2_CHUNKED_PER_USER, V2_INIT_EXPIRES_AFTER_SECS, V2_STATUS,
-    V2_STATUS_PER_USER, V2_TOTAL_BYTES_MAX, V2_UPLOAD_PER_USER,
+    V1_FINALIZE_STATUS, V1_GET_PER_USER, V1_INIT_EXPIRES_AFTER_SECS, V1_INIT_STATUS,
+    V1_METADATA_PER_USER, V1_OK_STATUS, V1_POST_PER_USER, V1_SUBTITLES_PER_USER,
+    V2_CHUNKED_PER_USER, V2_INIT_EXPIRES_AFTER_SECS, V2_METADATA_PER_USER, V2_ONE_SHOT_CATEGORIES,
+    V2_STATUS, V2_STATUS_PER_USER, V2_SUBTITLES_PER_USER, V2_TOTAL_BYTES_MAX, V2_UPLOAD_PER_USER,
 };
 pub use record::{ApiVersion, Command, FaultKind, RequestRecord};
 
@@ -342,6 +347,30 @@ impl EmulatorHandle {
     pub async fn media_bytes(&self, id: &MediaId) -> Option<Vec<u8>> {
         let id = v1::parse_id(id.as_str())?;
         self.shared.media.bytes(id).await
+    }
+
+    /// INIT's `additional_owners` and `shared` as the emulator stored them for media `id`.
+    pub fn sharing(&self, id: &MediaId) -> Option<(Vec<String>, bool)> {
+        v1::parse_id(id.as_str()).and_then(|id| self.shared.media.sharing(id))
+    }
+
+    /// The alt text of media `id`, once set (v2 `POST /2/media/metadata`, v1.1
+    /// `media/metadata/create.json`).
+    pub fn alt_text(&self, id: &MediaId) -> Option<String> {
+        v1::parse_id(id.as_str()).and_then(|id| self.shared.media.alt_text(id))
+    }
+
+    /// The subtitle tracks of video `id`, by language code: `(language_code,
+    /// subtitle media id, display name)`.
+    pub fn subtitles(&self, id: &MediaId) -> Vec<(String, MediaId, String)> {
+        v1::parse_id(id.as_str()).map_or_else(Vec::new, |id| {
+            self.shared
+                .media
+                .subtitles(id)
+                .into_iter()
+                .map(|(lang, sub, name)| (lang, MediaId(sub.to_string()), name))
+                .collect()
+        })
     }
 
     /// Moves the emulator's clock forward: expiry, timed processing and rate-limit windows

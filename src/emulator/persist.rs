@@ -74,6 +74,15 @@ pub(crate) struct SavedSession {
     pub(crate) sha256: Option<[u8; 32]>,
     pub(crate) dims: (u32, u32),
     pub(crate) status_polls: u32,
+    /// Alt text (issue 14; absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) alt_text: Option<String>,
+    /// INIT's `shared` (issue 14; absent in older files).
+    #[serde(default)]
+    pub(crate) shared: bool,
+    /// Subtitle tracks: language code, subtitle media id, display name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) subtitles: Vec<(String, u64, String)>,
 }
 
 /// The state directory.

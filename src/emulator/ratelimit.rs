@@ -19,6 +19,12 @@ pub(crate) enum Endpoint {
     V2Finalize,
     V2Status,
     V2Upload,
+    V2Metadata,
+    V2SubtitlesCreate,
+    V2SubtitlesDelete,
+    V1Metadata,
+    V1SubtitlesCreate,
+    V1SubtitlesDelete,
 }
 
 /// What the three headers say.
@@ -59,6 +65,10 @@ impl RateLimiter {
             Endpoint::V2Finalize => self.cfg.v2_finalize,
             Endpoint::V2Status => self.cfg.v2_status,
             Endpoint::V2Upload => self.cfg.v2_upload,
+            Endpoint::V2Metadata => self.cfg.v2_metadata,
+            Endpoint::V2SubtitlesCreate | Endpoint::V2SubtitlesDelete => self.cfg.v2_subtitles,
+            Endpoint::V1Metadata => self.cfg.v1_metadata,
+            Endpoint::V1SubtitlesCreate | Endpoint::V1SubtitlesDelete => self.cfg.v1_subtitles,
         }
     }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 /// Which API a request addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiVersion {
-    /// `/1.1/media/upload.json`.
+    /// `/1.1/media/...`.
     V1,
-    /// `/2/media/upload...`.
+    /// `/2/media/...`.
     V2,
     /// Any other path (answered 404).
     Other,
@@ -27,6 +27,12 @@ pub enum Command {
     Status,
     /// The one-shot upload (v1.1 POST without a command, or a POSTed STATUS).
     Simple,
+    /// Alt text: v2 `POST /2/media/metadata`, v1.1 `media/metadata/create.json`.
+    Metadata,
+    /// v2 `POST /2/media/subtitles`, v1.1 `media/subtitles/create.json`.
+    SubtitlesCreate,
+    /// v2 `DELETE /2/media/subtitles`, v1.1 `media/subtitles/delete.json`.
+    SubtitlesDelete,
     /// Not recognised (unknown command, unknown path, unreadable body).
     Unknown,
 }
@@ -39,6 +45,9 @@ impl fmt::Display for Command {
             Command::Finalize => "FINALIZE",
             Command::Status => "STATUS",
             Command::Simple => "SIMPLE",
+            Command::Metadata => "METADATA",
+            Command::SubtitlesCreate => "SUBTITLES_CREATE",
+            Command::SubtitlesDelete => "SUBTITLES_DELETE",
             Command::Unknown => "UNKNOWN",
         })
     }

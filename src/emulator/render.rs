@@ -159,7 +159,32 @@ pub(crate) fn v1_error(e: OpError, media_id: &str) -> Response {
         OpError::FileTooLarge(l) => wire::v1_legacy(bad, &text::file_size_exceeds(l)),
         OpError::NotAsync => wire::v1_legacy(StatusCode::NOT_FOUND, text::STATUS_NOT_FOUND),
         OpError::Storage => wire::v1_errors(StatusCode::INTERNAL_SERVER_ERROR, 131, text::STORAGE),
+        OpError::NotFinalized
+        | OpError::NotImage
+        | OpError::NotVideo
+        | OpError::NotSubtitles
+        | OpError::NoSuchSubtitles => v1_media_api_error(e, media_id),
     }
+}
+
+/// An error of the v1.1 metadata and subtitles endpoints, in the standard shape with code 324
+/// (media validation, protocol.md §3.6): they are not `upload.json`, whose legacy shape names
+/// that path.
+pub(crate) fn v1_media_api_error(e: OpError, media_id: &str) -> Response {
+    let bad = StatusCode::BAD_REQUEST;
+    let message = match e {
+        OpError::UnknownId => text::invalid_media_id(media_id),
+        OpError::NotFinalized => text::NOT_FINALIZED.to_string(),
+        OpError::NotImage => text::ALT_TEXT_MEDIA.to_string(),
+        OpError::NotVideo => text::SUBTITLES_VIDEO.to_string(),
+        OpError::NotSubtitles => text::SUBTITLES_CATEGORY.to_string(),
+        OpError::NoSuchSubtitles => text::NO_SUCH_SUBTITLES.to_string(),
+        OpError::Storage => {
+            return wire::v1_errors(StatusCode::INTERNAL_SERVER_ERROR, 131, text::STORAGE);
+        }
+        other => return v1_error(other, media_id),
+    };
+    wire::v1_errors(bad, 324, &message)
 }
 
 /// An operation error in the v2 shapes.
@@ -172,6 +197,11 @@ pub(crate) fn v2_error(e: OpError) -> Response {
         OpError::LargeSync => wire::v2_invalid(text::LARGE_SYNC),
         OpError::FileTooLarge(l) => wire::v2_invalid(&text::file_size_exceeds(l)),
         OpError::Storage => wire::v2_problem(StatusCode::INTERNAL_SERVER_ERROR),
+        OpError::NotFinalized => wire::v2_invalid(text::NOT_FINALIZED),
+        OpError::NotImage => wire::v2_invalid(text::ALT_TEXT_MEDIA),
+        OpError::NotVideo => wire::v2_invalid(text::SUBTITLES_VIDEO),
+        OpError::NotSubtitles => wire::v2_invalid(text::SUBTITLES_CATEGORY),
+        OpError::NoSuchSubtitles => wire::v2_invalid(text::NO_SUCH_SUBTITLES),
     }
 }
 

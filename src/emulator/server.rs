@@ -16,7 +16,7 @@ use super::wire::{
     self, BodyKind, MultipartError, ReadError, as_text_pairs, parse_urlencoded, query_pairs,
     read_body, read_some, text,
 };
-use super::{v1, v2};
+use super::{media_api, v1, v2};
 use crate::limits::{IMAGE_MAX_BYTES, MIB};
 use axum::Router;
 use axum::body::Body;
@@ -432,12 +432,19 @@ enum Route {
     V2Append,
     V2Finalize,
     V2Upload,
+    V2Metadata,
+    V2Subtitles,
+    V1Metadata,
+    V1SubtitlesCreate,
+    V1SubtitlesDelete,
     NotFound,
 }
 
 async fn dispatch(sh: Arc<Shared>, req: Request, route: Route) -> Response {
     let api = match route {
-        Route::V1 => ApiVersion::V1,
+        Route::V1 | Route::V1Metadata | Route::V1SubtitlesCreate | Route::V1SubtitlesDelete => {
+            ApiVersion::V1
+        }
         Route::NotFound => ApiVersion::Other,
         _ => ApiVersion::V2,
     };
@@ -455,6 +462,15 @@ async fn dispatch(sh: Arc<Shared>, req: Request, route: Route) -> Response {
         Route::V2Append => v2::append(&sh, &mut ex, ctl, inc).await,
         Route::V2Finalize => v2::finalize(&sh, &mut ex, inc).await,
         Route::V2Upload => v2::upload(&sh, &mut ex, inc).await,
+        Route::V2Metadata | Route::V1Metadata => {
+            media_api::handle(&sh, &mut ex, inc, api, media_api::Call::Metadata).await
+        }
+        Route::V2Subtitles | Route::V1SubtitlesCreate => {
+            media_api::handle(&sh, &mut ex, inc, api, media_api::Call::SubtitlesCreate).await
+        }
+        Route::V1SubtitlesDelete => {
+            media_api::handle(&sh, &mut ex, inc, api, media_api::Call::SubtitlesDelete).await
+        }
         Route::NotFound => {
             let mut inc = inc;
             inc.drain(sh.body_limit).await;
@@ -476,6 +492,17 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/2/media/upload/{id}/append", to(Route::V2Append))
         .route("/2/media/upload/{id}/finalize", to(Route::V2Finalize))
         .route("/2/media/upload", to(Route::V2Upload))
+        .route("/2/media/metadata", to(Route::V2Metadata))
+        .route("/2/media/subtitles", to(Route::V2Subtitles))
+        .route("/1.1/media/metadata/create.json", to(Route::V1Metadata))
+        .route(
+            "/1.1/media/subtitles/create.json",
+            to(Route::V1SubtitlesCreate),
+        )
+        .route(
+            "/1.1/media/subtitles/delete.json",
+            to(Route::V1SubtitlesDelete),
+        )
         .fallback(move |State(sh): State<Arc<Shared>>, req: Request| {
             dispatch(sh, req, Route::NotFound)
         })

@@ -153,6 +153,12 @@ struct Session {
     sha256: Option<[u8; 32]>,
     dims: (u32, u32),
     status_polls: u32,
+    /// Alt text (v2 `POST /2/media/metadata`, v1.1 `metadata/create.json`).
+    alt_text: Option<String>,
+    /// Subtitle tracks by language code: the subtitle media id and the display name.
+    subtitles: BTreeMap<String, (u64, String)>,
+    /// INIT's `shared`.
+    shared: bool,
 }
 
 impl Session {
@@ -206,6 +212,13 @@ impl Session {
             sha256: self.sha256,
             dims: self.dims,
             status_polls: self.status_polls,
+            alt_text: self.alt_text.clone(),
+            shared: self.shared,
+            subtitles: self
+                .subtitles
+                .iter()
+                .map(|(lang, (id, name))| (lang.clone(), *id, name.clone()))
+                .collect(),
         })
     }
 
@@ -250,6 +263,16 @@ pub(crate) enum OpError {
     NotAsync,
     /// The emulator's own storage failed.
     Storage,
+    /// Alt text or subtitles for media that is not finalized yet.
+    NotFinalized,
+    /// Alt text for media that is not an image or GIF.
+    NotImage,
+    /// Subtitles for media that is not a video.
+    NotVideo,
+    /// A subtitle media id whose media was not uploaded with category `subtitles`.
+    NotSubtitles,
+    /// Deleting a subtitle language the video does not have.
+    NoSuchSubtitles,
 }
 
 /// What INIT creates.
@@ -260,6 +283,8 @@ pub(crate) struct NewMedia {
     pub(crate) media_type: String,
     pub(crate) total_bytes: u64,
     pub(crate) additional_owners: Vec<String>,
+    /// INIT's `shared` (DM media reused across messages).
+    pub(crate) shared: bool,
     pub(crate) expires_after_secs: u64,
 }
 
@@ -444,6 +469,13 @@ impl MediaStore {
                     sha256: s.sha256,
                     dims: s.dims,
                     status_polls: s.status_polls,
+                    alt_text: s.alt_text,
+                    shared: s.shared,
+                    subtitles: s
+                        .subtitles
+                        .into_iter()
+                        .map(|(lang, id, name)| (lang, (id, name)))
+                        .collect(),
                 },
             );
         }
@@ -541,6 +573,9 @@ impl MediaStore {
                 sha256: None,
                 dims: (0, 0),
                 status_polls: 0,
+                alt_text: None,
+                subtitles: BTreeMap::new(),
+                shared: m.shared,
             },
         );
         InitView {
@@ -728,6 +763,95 @@ impl MediaStore {
         self.finalize(cfg, clock, user, init.id).await
     }
 
+    /// Sets the alt text of finalized image or GIF media `id` (issue 14).
+    pub(crate) async fn set_alt_text(
+        &self,
+        clock: &Clock,
+        user: u64,
+        id: u64,
+        text: &str,
+    ) -> Result<(), OpError> {
+        {
+            let mut g = self.lock();
+            let s = Self::live(&mut g.map, id, user, Access::Write, clock.now())?;
+            finalized(s)?;
+            if !s.media_type.to_ascii_lowercase().starts_with("image/") {
+                return Err(OpError::NotImage);
+            }
+            s.alt_text = Some(text.to_string());
+        }
+        self.save(clock, id).await.map_err(|_| OpError::Storage)
+    }
+
+    /// Attaches subtitle media `subtitles` to finalized video `video` in `language`
+    /// (replacing a track in that language).
+    pub(crate) async fn attach_subtitles(
+        &self,
+        clock: &Clock,
+        user: u64,
+        video: u64,
+        subtitles: u64,
+        language: &str,
+        display_name: &str,
+    ) -> Result<(), OpError> {
+        {
+            let mut g = self.lock();
+            let now = clock.now();
+            let sub = Self::live(&mut g.map, subtitles, user, Access::Write, now)?;
+            finalized(sub)?;
+            if sub.category != Some(MediaCategory::Subtitles) {
+                return Err(OpError::NotSubtitles);
+            }
+            let v = Self::live(&mut g.map, video, user, Access::Write, now)?;
+            video_ready(v)?;
+            v.subtitles
+                .insert(language.to_string(), (subtitles, display_name.to_string()));
+        }
+        self.save(clock, video).await.map_err(|_| OpError::Storage)
+    }
+
+    /// Removes the `language` subtitle track of finalized video `video`.
+    pub(crate) async fn delete_subtitles(
+        &self,
+        clock: &Clock,
+        user: u64,
+        video: u64,
+        language: &str,
+    ) -> Result<(), OpError> {
+        {
+            let mut g = self.lock();
+            let v = Self::live(&mut g.map, video, user, Access::Write, clock.now())?;
+            video_ready(v)?;
+            if v.subtitles.remove(language).is_none() {
+                return Err(OpError::NoSuchSubtitles);
+            }
+        }
+        self.save(clock, video).await.map_err(|_| OpError::Storage)
+    }
+
+    /// INIT's `additional_owners` and `shared` of media `id`.
+    pub(crate) fn sharing(&self, id: u64) -> Option<(Vec<String>, bool)> {
+        self.lock()
+            .map
+            .get(&id)
+            .map(|s| (s.additional_owners.clone(), s.shared))
+    }
+
+    /// The alt text of media `id`, if any.
+    pub(crate) fn alt_text(&self, id: u64) -> Option<String> {
+        self.lock().map.get(&id).and_then(|s| s.alt_text.clone())
+    }
+
+    /// The subtitle tracks of video `id`: language code, subtitle media id, display name.
+    pub(crate) fn subtitles(&self, id: u64) -> Vec<(String, u64, String)> {
+        self.lock().map.get(&id).map_or_else(Vec::new, |s| {
+            s.subtitles
+                .iter()
+                .map(|(lang, (sub, name))| (lang.clone(), *sub, name.clone()))
+                .collect()
+        })
+    }
+
     /// SHA-256 of a finalized media.
     pub(crate) fn sha256(&self, id: u64) -> Option<[u8; 32]> {
         self.lock().map.get(&id).and_then(|s| s.sha256)
@@ -758,6 +882,22 @@ impl MediaStore {
             s.segments.values().filter(|x| x.file().is_some()).count()
         })
     }
+}
+
+/// Whether a media is finalized (ready or processing): alt text and subtitles need that.
+fn finalized(s: &Session) -> Result<(), OpError> {
+    match s.phase {
+        Phase::Initialized | Phase::Finalizing => Err(OpError::NotFinalized),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a media is a finalized video, which subtitles can be attached to.
+fn video_ready(s: &Session) -> Result<(), OpError> {
+    if !is_video(&s.media_type) {
+        return Err(OpError::NotVideo);
+    }
+    finalized(s)
 }
 
 fn appendable(s: &Session) -> Result<(), OpError> {
@@ -888,6 +1028,7 @@ mod tests {
             media_type: "video/mp4".into(),
             total_bytes: total,
             additional_owners: vec![],
+            shared: false,
             expires_after_secs: 60,
         }
     }

@@ -211,10 +211,11 @@ async fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response
             return Err(wire::v1_legacy(BAD, text::MEDIA_TYPE_UNRECOGNIZED).into());
         }
         let additional_owners = parse_owners(p)?;
-        match optional(p, "shared")? {
-            None | Some("true") | Some("false") => {}
+        let shared = match optional(p, "shared")? {
+            None | Some("false") => false,
+            Some("true") => true,
             Some(_) => return Err(invalid("shared")),
-        }
+        };
         check_init_size(&sh.cfg, category, media_type, total_bytes)
             .map_err(|e| render::v1_error(e, ""))?;
         let expires_after_secs = init_expiry(&sh.cfg, category, false);
@@ -228,6 +229,7 @@ async fn init(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Response
                     media_type: media_type.to_string(),
                     total_bytes,
                     additional_owners,
+                    shared,
                     expires_after_secs,
                 },
             )
@@ -378,6 +380,7 @@ async fn simple(sh: &Shared, ex: &mut Exchange, user: u64, p: &Params) -> Respon
         media_type: media_type.to_string(),
         total_bytes: data.len() as u64,
         additional_owners,
+        shared: false,
         expires_after_secs: sh.cfg.expiry.finalized_secs,
     };
     match sh.media.one_shot(&sh.cfg, &sh.clock, m, data).await {

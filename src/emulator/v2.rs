@@ -130,7 +130,6 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
         let user = gate(sh, ex, &mut inc, API, Endpoint::V2Initialize).await?;
         let obj = json_object(sh, &mut inc, false).await?.unwrap_or_default();
         let body: InitBody = from_object(obj)?;
-        let _ = body.shared;
         let total_bytes = body
             .total_bytes
             .ok_or_else(|| wire::v2_invalid(&text::v2_missing("total_bytes")))?;
@@ -165,6 +164,7 @@ pub(crate) async fn initialize(sh: &Shared, ex: &mut Exchange, mut inc: Incoming
                     media_type,
                     total_bytes,
                     additional_owners,
+                    shared: body.shared.unwrap_or(false),
                     expires_after_secs,
                 },
             )
@@ -408,7 +408,7 @@ fn owners(v: Option<Value>) -> Result<Vec<String>, Reject> {
 async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response {
     let run = async {
         let user = gate(sh, ex, &mut inc, API, Endpoint::V2Upload).await?;
-        let (media, category, media_type, owners_value) = match inc.kind {
+        let (media, category, media_type, owners_value, shared) = match inc.kind {
             BodyKind::Multipart => {
                 let fields = multipart_fields(&mut inc).await?;
                 let get = |n: &str| fields.bytes(n).cloned();
@@ -418,18 +418,19 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
                     text_field("media_category"),
                     text_field("media_type"),
                     text_field("additional_owners").map(Value::String),
+                    text_field("shared").is_some_and(|v| v == "true"),
                 )
             }
             _ => {
                 let obj = json_object(sh, &mut inc, false).await?.unwrap_or_default();
                 let body: OneShotJson = from_object(obj)?;
-                let _ = body.shared;
                 let media = json_media(body.media)?;
                 (
                     media,
                     body.media_category,
                     body.media_type,
                     body.additional_owners,
+                    body.shared.unwrap_or(false),
                 )
             }
         };
@@ -439,6 +440,9 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
         let category =
             category.ok_or_else(|| wire::v2_invalid(&text::v2_missing("media_category")))?;
         let category = parse_category(&category)?;
+        if !sh.cfg.v2_one_shot_categories.contains(&category) {
+            return Err(wire::v2_reject(&text::v2_invalid("media_category")));
+        }
         let additional_owners = owners(owners_value)?;
         let media_type = match media_type {
             Some(t) if V2_MEDIA_TYPES.contains(&t.as_str()) => t,
@@ -457,6 +461,7 @@ async fn one_shot(sh: &Shared, ex: &mut Exchange, mut inc: Incoming) -> Response
             media_type,
             total_bytes: media.len() as u64,
             additional_owners,
+            shared,
             expires_after_secs: sh.cfg.expiry.finalized_secs,
         };
         sh.media

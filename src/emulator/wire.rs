@@ -49,6 +49,24 @@ pub(crate) mod text {
     pub(crate) const TOO_LARGE: &str = "Request entity too large.";
     /// Emulator wording for a storage failure inside the emulator.
     pub(crate) const STORAGE: &str = "Internal error: media storage failed.";
+    /// Emulator wording (X's text unknown): alt text or subtitles before FINALIZE.
+    pub(crate) const NOT_FINALIZED: &str = "Media has not been finalized.";
+    /// Emulator wording (X's text unknown): alt text is for images and GIFs only
+    /// (protocol.md §12).
+    pub(crate) const ALT_TEXT_MEDIA: &str = "Alt text can only be added to images and GIFs.";
+    /// Emulator wording (X's text unknown): subtitles are for videos only.
+    pub(crate) const SUBTITLES_VIDEO: &str = "Subtitles can only be added to videos.";
+    /// Emulator wording (X's text unknown): the subtitle media must have category
+    /// `subtitles` (protocol.md §12).
+    pub(crate) const SUBTITLES_CATEGORY: &str =
+        "Subtitle media must be uploaded with media_category subtitles.";
+    /// Emulator wording (X's text unknown).
+    pub(crate) const NO_SUCH_SUBTITLES: &str = "The video has no subtitles in that language.";
+
+    /// Emulator wording (X's text unknown) for alt text over the limit (protocol.md §12).
+    pub(crate) fn alt_text_too_long(limit: usize) -> String {
+        format!("Alt text must be at most {limit} characters.")
+    }
 
     /// Source: protocol.md §3.1, §2.3 ("File size exceeds 15728640 bytes.").
     pub(crate) fn file_size_exceeds(limit: u64) -> String {

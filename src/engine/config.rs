@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::oneshot::OneShotMode;
 use super::retry::RetryPolicy;
 use crate::checkpoint::CheckpointStore;
 use crate::error::{Error, ErrorKind, Result};
@@ -134,7 +135,8 @@ impl PollingConfig {
 /// A cold [`AdaptiveStrategy::default()`] per upload (chunk size, parallelism and deadlines
 /// follow the measured link),
 /// [`RetryPolicy::default()`], [`PollingConfig::default()`], INIT/FINALIZE/STATUS deadline
-/// [`DEFAULT_CONTROL_TIMEOUT`], category size limits enforced, request tracing off.
+/// [`DEFAULT_CONTROL_TIMEOUT`], category size limits enforced, request tracing off, no
+/// checkpoint store, one-shot uploads [`OneShotMode::Auto`].
 ///
 /// ```
 /// use chunkwise::engine::EngineConfig;
@@ -164,6 +166,8 @@ pub struct EngineConfig {
     /// nothing (a cancelled upload still hands its checkpoint back in
     /// [`CancelOutcome`](super::CancelOutcome)).
     pub checkpoint_store: Option<Arc<dyn CheckpointStore>>,
+    /// When a new upload goes up in one request instead of INIT, APPEND and FINALIZE.
+    pub one_shot: OneShotMode,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -176,6 +180,7 @@ impl fmt::Debug for EngineConfig {
             .field("enforce_category_limits", &self.enforce_category_limits)
             .field("trace_requests", &self.trace_requests)
             .field("checkpoint_store", &self.checkpoint_store)
+            .field("one_shot", &self.one_shot)
             .finish()
     }
 }
@@ -190,6 +195,7 @@ impl Default for EngineConfig {
             enforce_category_limits: true,
             trace_requests: false,
             checkpoint_store: None,
+            one_shot: OneShotMode::Auto,
         }
     }
 }

@@ -1019,17 +1019,9 @@ impl Core {
         ))));
     }
 
-    /// Ends the upload with `e`.
+    /// Ends the upload with `e` (the driver reports it as [`UploadEvent::Failed`]).
     fn fail(&mut self, e: Error, out: &mut Vec<Action>) {
-        tracing::debug!(error = %e, "upload ended without completing");
         self.phase = Phase::Done;
-        Self::emit(
-            out,
-            UploadEvent::Failed {
-                kind: e.kind(),
-                error: e.to_string(),
-            },
-        );
         out.push(Action::Done(Err(e)));
     }
 

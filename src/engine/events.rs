@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PauseMode;
 use crate::error::ErrorKind;
-use crate::protocol::{MediaId, ProcessingState};
+use crate::protocol::{LanguageCode, MediaId, ProcessingState};
 
 /// A snapshot of an upload's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -42,6 +42,7 @@ pub struct Progress {
 /// A request of an upload other than APPEND.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ControlRequest {
     /// INIT.
     Init,
@@ -49,6 +50,12 @@ pub enum ControlRequest {
     Finalize,
     /// STATUS.
     Status,
+    /// The one-shot upload of a small media.
+    OneShot,
+    /// Setting the alt text.
+    AltText,
+    /// Attaching subtitles.
+    Subtitles,
 }
 
 impl ControlRequest {
@@ -58,6 +65,9 @@ impl ControlRequest {
             ControlRequest::Init => "INIT",
             ControlRequest::Finalize => "FINALIZE",
             ControlRequest::Status => "STATUS",
+            ControlRequest::OneShot => "one-shot upload",
+            ControlRequest::AltText => "alt text",
+            ControlRequest::Subtitles => "subtitles",
         }
     }
 }
@@ -121,8 +131,9 @@ pub enum UploadEvent {
         /// The failure, as text.
         error: String,
     },
-    /// An INIT, FINALIZE or STATUS request failed and will be sent again after `delay` (the
-    /// same retry rules as an APPEND's: see [`RetryPolicy`](crate::RetryPolicy)).
+    /// A request other than an APPEND (INIT, FINALIZE, STATUS, a one-shot upload, alt text,
+    /// subtitles) failed and will be sent again after `delay` (the same retry rules as an
+    /// APPEND's: see [`RetryPolicy`](crate::RetryPolicy)).
     ControlRetry {
         /// Which request.
         request: ControlRequest,
@@ -207,6 +218,26 @@ pub enum UploadEvent {
         media_id: Option<MediaId>,
         /// Until when that id can still be used to resume, when the server said.
         usable_until: Option<SystemTime>,
+    },
+    /// The whole media is sent in one request, the one-shot upload, instead of INIT, APPEND
+    /// and FINALIZE (see [`OneShotMode`](super::OneShotMode)).
+    OneShot {
+        /// The size of the media.
+        total_bytes: u64,
+    },
+    /// The alt text of [`MediaSpec::alt_text`](super::MediaSpec::alt_text) was set on the
+    /// ready media.
+    AltTextSet {
+        /// The media.
+        media_id: MediaId,
+    },
+    /// A subtitle track of [`MediaSpec::subtitles`](super::MediaSpec::subtitles) was
+    /// attached to the ready video.
+    SubtitlesAttached {
+        /// The track's language.
+        language_code: LanguageCode,
+        /// The media id of the subtitle file.
+        subtitles_media_id: MediaId,
     },
     /// The upload failed; [`UploadHandle::join`](super::UploadHandle::join) returns the error.
     Failed {

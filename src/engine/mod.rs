@@ -23,6 +23,11 @@
 //! 5. **STATUS polling** while FINALIZE or STATUS report processing that has not ended
 //!    ([`PollingConfig`]).
 //!
+//! Every decision of an upload is taken by one state machine with no I/O (the upload core,
+//! `engine/core.rs`), which the engine's tokio task drives with real requests and which the
+//! crate's simulator drives in virtual time: the retry, backoff and write-ahead rules exist
+//! once.
+//!
 //! # Pause, resume, cancel, and carrying on in another process
 //!
 //! [`UploadHandle::pause`] stops new requests (the APPENDs in flight finish or are abandoned,
@@ -31,9 +36,13 @@
 //! ([`CancelOutcome`]).
 //!
 //! With a [`CheckpointStore`](crate::checkpoint::CheckpointStore) in
-//! [`EngineConfig::checkpoint_store`], every upload saves a
-//! [`Checkpoint`] after INIT and after acknowledged
-//! segments. [`Engine::resume`] carries such a checkpoint on, in this process or another:
+//! [`EngineConfig::checkpoint_store`], every upload first claims its key in the store (one
+//! owner per upload: a second upload of the same source to the same target fails with
+//! [`ErrorKind::Claimed`]), then saves a [`Checkpoint`] whenever its state changes: a new
+//! segment is on record (index, offset, length) *before* its first byte is sent, and
+//! acknowledged segments are recorded as they come. If the store fails, no new segment is
+//! sent until it works again (see [`RetryPolicy::max_store_outage`]).
+//! [`Engine::resume`] carries such a checkpoint on, in this process or another:
 //! it checks that the source is unchanged, sends only the segments the server did not
 //! acknowledge (with their original indices and sizes), and plans the rest; if the media id
 //! expired, it starts over with a new INIT and says so ([`UploadEvent::Restarted`],
@@ -65,9 +74,12 @@
 //! # Ok(()) }
 //! ```
 
+mod attach;
+mod calls;
 mod config;
 pub(crate) mod core;
 mod events;
+mod oneshot;
 mod plan;
 mod report;
 mod retry;
@@ -87,16 +99,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+pub use attach::{SubtitleSource, SubtitleTrack};
 pub use config::{
     DEFAULT_CHECK_AFTER, DEFAULT_CONTROL_TIMEOUT, DEFAULT_PROCESSING_DEADLINE, EngineConfig,
     MAX_CHECK_AFTER, MAX_CONFIG_DURATION, MAX_IN_FLIGHT_LIMIT, MIN_CHECK_AFTER, PollingConfig,
     StrategyFactory,
 };
 pub use events::{ControlRequest, Progress, UploadEvent};
+pub use oneshot::OneShotMode;
 pub use plan::{Plan, Segment, check_category_limit};
 pub use report::{
-    AttemptOutcome, AttemptRecord, LATENCY_HISTOGRAM_MAX_MICROS, LATENCY_HISTOGRAM_SIGFIG,
-    LatencySummary, UploadReport,
+    AttachedSubtitles, AttemptOutcome, AttemptRecord, LATENCY_HISTOGRAM_MAX_MICROS,
+    LATENCY_HISTOGRAM_SIGFIG, LatencySummary, UploadReport,
 };
 pub use retry::{
     DEFAULT_BUDGET_MIN, DEFAULT_BUDGET_RATIO, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY,
@@ -106,10 +120,13 @@ pub use retry::{
 pub use source::Source;
 pub use upload::STALL_CHECKS_PER_WINDOW;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, CheckpointClaim};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::MediaCategory;
-use crate::protocol::{MediaId, UploadProtocol};
+use crate::protocol::{
+    MediaId, UploadProtocol, accepts_alt_text, check_alt_text, check_display_name,
+    subtitles_video_category,
+};
 use upload::{Shared, UploadTask};
 
 /// Most user ids INIT's `additional_owners` may list.
@@ -117,7 +134,11 @@ use upload::{Shared, UploadTask};
 /// Source: X API INIT reference, "at most 100" (protocol.md §3.1).
 pub const MAX_ADDITIONAL_OWNERS: usize = 100;
 
-/// What is being uploaded, as INIT describes it.
+/// What is being uploaded, as INIT describes it, and what is done once it is ready.
+///
+/// `alt_text` and `subtitles` are applied after the media is ready (after FINALIZE and
+/// processing, or the one-shot upload); an upload that fails there returns the error, and
+/// the media id is in its text.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MediaSpec {
     /// The MIME type, such as `video/mp4`.
@@ -125,10 +146,21 @@ pub struct MediaSpec {
     /// The category. Needed for asynchronous video and GIF processing and their larger size
     /// limits; without it the server picks one (protocol.md §2.2).
     pub category: Option<MediaCategory>,
-    /// User ids allowed to attach the media (at most [`MAX_ADDITIONAL_OWNERS`]).
+    /// User ids allowed to attach the media (at most [`MAX_ADDITIONAL_OWNERS`]); INIT's
+    /// `additional_owners` (comma-separated in v1.1, an array in v2).
     pub additional_owners: Vec<String>,
-    /// DM media reused across messages.
+    /// DM media reused across messages: INIT's `shared` (protocol.md §3.1). Only INIT
+    /// carries it, so such media never goes up in one request.
     pub shared: Option<bool>,
+    /// Alt text to set once the media is ready: images and GIFs only, at most
+    /// [`MAX_ALT_TEXT_CHARS`](crate::protocol::MAX_ALT_TEXT_CHARS) characters
+    /// (protocol.md §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt_text: Option<String>,
+    /// Subtitle tracks to attach once the video is ready: videos of category `tweet_video`
+    /// or `amplify_video` (or none) only, one track per language (protocol.md §12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtitles: Vec<SubtitleTrack>,
 }
 
 impl MediaSpec {
@@ -146,13 +178,99 @@ impl MediaSpec {
         self
     }
 
+    /// Sets the alt text (see [`MediaSpec::alt_text`]).
+    pub fn with_alt_text(mut self, text: impl Into<String>) -> Self {
+        self.alt_text = Some(text.into());
+        self
+    }
+
+    /// Adds a subtitle track (see [`MediaSpec::subtitles`]).
+    pub fn with_subtitles(mut self, track: SubtitleTrack) -> Self {
+        self.subtitles.push(track);
+        self
+    }
+
+    /// Sets the user ids allowed to attach the media.
+    pub fn with_additional_owners(mut self, owners: Vec<String>) -> Self {
+        self.additional_owners = owners;
+        self
+    }
+
+    /// Sets INIT's `shared` flag.
+    pub fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
     /// Checks the spec.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidInput`] if the media type is empty or more than
-    /// [`MAX_ADDITIONAL_OWNERS`] owners are listed.
+    /// [`ErrorKind::InvalidInput`] if the media type is empty, more than
+    /// [`MAX_ADDITIONAL_OWNERS`] owners are listed or one is not a numeric user id, the alt
+    /// text is blank, too long or set on media other than an image or GIF, or subtitle tracks
+    /// are given for media other than a `tweet_video`/`amplify_video` video, with a blank
+    /// display name or twice for one language.
     pub fn validate(&self) -> Result<()> {
+        self.validate_init()?;
+        if let Some(text) = &self.alt_text {
+            check_alt_text(text)?;
+            if !accepts_alt_text(&self.media_type) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "alt text can be set on images and GIFs only, not on {} media; drop \
+                         the alt text",
+                        self.media_type
+                    ),
+                ));
+            }
+        }
+        if !self.subtitles.is_empty() {
+            if !self
+                .media_type
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("video/")
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "subtitles can be attached to videos only, not to {} media",
+                        self.media_type
+                    ),
+                ));
+            }
+            subtitles_video_category(self.category)?;
+        }
+        let mut languages = std::collections::BTreeSet::new();
+        for track in &self.subtitles {
+            check_display_name(&track.display_name)?;
+            if !languages.insert(&track.language_code) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "two subtitle tracks are in {}; a video has one track per language",
+                        track.language_code
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of what INIT carries.
+    fn validate_init(&self) -> Result<()> {
+        if self
+            .additional_owners
+            .iter()
+            .any(|o| o.is_empty() || o.len() > 20 || !o.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "an additional owner is not a numeric X user id; give ids such as 783214",
+            ));
+        }
         if self.media_type.trim().is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -237,7 +355,7 @@ impl Engine {
     /// a tokio runtime, the upload does not start and [`UploadHandle::join`] returns
     /// [`ErrorKind::InvalidConfig`].
     pub fn upload(&self, source: Source, spec: MediaSpec) -> UploadHandle {
-        self.spawn(source, spec, None)
+        self.spawn(source, spec, None, None)
     }
 
     /// Carries on the upload `checkpoint` records, reading the rest from `source` (the same
@@ -267,10 +385,34 @@ impl Engine {
     /// [`RESUME_EXPIRY_MARGIN`]: crate::checkpoint::RESUME_EXPIRY_MARGIN
     pub fn resume(&self, checkpoint: Checkpoint, source: Source) -> UploadHandle {
         let spec = checkpoint.spec.clone();
-        self.spawn(source, spec, Some(checkpoint))
+        self.spawn(source, spec, Some(checkpoint), None)
     }
 
-    fn spawn(&self, source: Source, spec: MediaSpec, resume: Option<Checkpoint>) -> UploadHandle {
+    /// [`upload`](Engine::upload) (with `checkpoint` `None`) or [`resume`](Engine::resume),
+    /// for a caller that already holds the claim on the upload's key
+    /// ([`CheckpointStore::claim`](crate::checkpoint::CheckpointStore::claim) of
+    /// [`CheckpointKey::for_upload`](crate::checkpoint::CheckpointKey::for_upload)), so that
+    /// it could look for the checkpoint under the claim: no other process can then change
+    /// or carry on that checkpoint between the look and the upload. The engine holds the
+    /// claim until the upload ends, and does not claim the key again.
+    pub fn upload_claimed(
+        &self,
+        claim: CheckpointClaim,
+        checkpoint: Option<Checkpoint>,
+        source: Source,
+        spec: MediaSpec,
+    ) -> UploadHandle {
+        let spec = checkpoint.as_ref().map_or(spec, |c| c.spec.clone());
+        self.spawn(source, spec, checkpoint, Some(claim))
+    }
+
+    fn spawn(
+        &self,
+        source: Source,
+        spec: MediaSpec,
+        resume: Option<Checkpoint>,
+        claim: Option<CheckpointClaim>,
+    ) -> UploadHandle {
         let (tx, rx) = unbounded_channel();
         let (control_tx, control_rx) = watch::channel(Control::Run);
         let shared = Arc::new(Shared::default());
@@ -289,6 +431,7 @@ impl Engine {
             shared: Arc::clone(&shared),
             control: control_rx,
             resume,
+            claim,
         };
         let (task, early) = match tokio::runtime::Handle::try_current() {
             Ok(rt) => (Some(rt.spawn(task.run().instrument(span))), None),

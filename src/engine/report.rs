@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::protocol::{MediaId, ProcessingState};
+use crate::protocol::{LanguageCode, MediaId, ProcessingState};
 use crate::scheduler::Outcome;
 
 /// Highest APPEND latency the histogram tracks exactly: 1 hour, in microseconds; longer
@@ -134,6 +134,29 @@ pub struct UploadReport {
     pub restarted: bool,
     /// Every APPEND attempt, when request tracing is on; empty otherwise.
     pub trace: Vec<AttemptRecord>,
+    /// Whether the media went up in one request (the one-shot upload). The APPEND figures
+    /// (`segments`, `attempts`, `retries`, `bytes_sent`, `latency`, ...) then count that
+    /// request's attempts.
+    #[serde(default)]
+    pub one_shot: bool,
+    /// Whether [`MediaSpec::alt_text`](super::MediaSpec::alt_text) was set on the media.
+    #[serde(default)]
+    pub alt_text_set: bool,
+    /// The subtitle tracks attached to the video, in the order of
+    /// [`MediaSpec::subtitles`](super::MediaSpec::subtitles).
+    #[serde(default)]
+    pub subtitles: Vec<AttachedSubtitles>,
+}
+
+/// A subtitle track attached to an uploaded video.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedSubtitles {
+    /// The track's language.
+    pub language_code: LanguageCode,
+    /// The name shown to viewers.
+    pub display_name: String,
+    /// The media id of the subtitle file.
+    pub media_id: MediaId,
 }
 
 /// Collects the numbers of an upload as it runs.
@@ -249,6 +272,9 @@ impl Recorder {
             resumed_segments: fin.resumed_segments,
             restarted: fin.restarted,
             trace: self.trace.take().unwrap_or_default(),
+            one_shot: false,
+            alt_text_set: false,
+            subtitles: Vec::new(),
         }
     }
 }

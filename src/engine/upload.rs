@@ -25,7 +25,7 @@ use super::report::UploadReport;
 use super::source::Source;
 use super::{CancelOutcome, Control, MediaSpec};
 use crate::checkpoint::{Checkpoint, CheckpointClaim, CheckpointKey, SourceIdentity};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::protocol::{AppendRequest, AppendResponse, UploadProtocol};
 use crate::scheduler::Strategy;
 
@@ -91,6 +91,9 @@ pub(crate) struct UploadTask {
     pub(crate) control: watch::Receiver<Control>,
     /// The checkpoint to carry on, for [`Engine::resume`](super::Engine::resume).
     pub(crate) resume: Option<Checkpoint>,
+    /// The claim on the upload's key, when the caller took it
+    /// ([`Engine::upload_claimed`](super::Engine::upload_claimed)).
+    pub(crate) claim: Option<CheckpointClaim>,
 }
 
 /// A finished request, as its future hands it back.
@@ -101,34 +104,43 @@ impl UploadTask {
     /// [`UploadEvent::Cancelled`]).
     pub(crate) async fn run(self) -> Result<UploadReport> {
         let events = self.events.clone();
-        let result = match self.prepare().await {
-            Ok(driver) => driver.drive().await,
-            Err(e) => {
+        // Small media may go up in one request (oneshot.rs); alt text and subtitles follow
+        // once the media is ready (attach.rs).
+        let after_ready = super::attach::AfterReady::of(&self);
+        let result = if super::oneshot::chosen(&self) {
+            super::oneshot::run(self).await
+        } else {
+            match self.prepare().await {
+                Ok(driver) => driver.drive().await,
+                Err(e) => Err(e),
+            }
+        };
+        let result = after_ready.run(result).await;
+        if let Err(e) = &result {
+            tracing::debug!(error = %e, "upload ended without completing");
+            if e.kind() != ErrorKind::Cancelled {
                 // The receiver may be gone (handle dropped); nothing to do then.
                 let _ = events.send(UploadEvent::Failed {
                     kind: e.kind(),
                     error: e.to_string(),
                 });
-                Err(e)
             }
-        };
-        if let Err(e) = &result {
-            tracing::debug!(error = %e, "upload ended without completing");
         }
         result
     }
 
     /// Everything before the first request: the source's identity, the claim on the upload,
     /// and the core's checks.
-    async fn prepare(self) -> Result<Driver> {
+    async fn prepare(mut self) -> Result<Driver> {
         let identity = SourceIdentity::of(&self.source).await?;
         let target = self.protocol.describe();
-        let claim = match &self.config.checkpoint_store {
-            Some(store) => {
+        let claim = match (self.claim.take(), &self.config.checkpoint_store) {
+            (Some(claim), _) => Some(claim),
+            (None, Some(store)) => {
                 let key = CheckpointKey::for_upload(&identity, &target);
                 Some(store.claim(&key).await?)
             }
-            None => None,
+            (None, None) => None,
         };
         let mut strategy = (self.config.strategy)();
         let upload = Upload {

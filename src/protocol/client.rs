@@ -9,7 +9,8 @@
 //! | FINALIZE | POST urlencoded, body params signed | POST `/2/media/upload/{id}/finalize`, no body |
 //! | STATUS | GET `?command=STATUS&media_id=..`, query signed | GET `/2/media/upload?command=STATUS&media_id=..` |
 //!
-//! Multipart and JSON bodies are never signed (protocol.md §7). Responses are read with a size
+//! The one-shot upload, alt text and subtitles are in the `media` submodule (its table
+//! gives their wire shapes). Multipart and JSON bodies are never signed (protocol.md §7). Responses are read with a size
 //! cap and parsed by the pure functions of the `parse` module.
 //!
 //! The client sets no overall request timeout: the engine applies its deadlines by dropping
@@ -18,8 +19,8 @@
 
 use super::parse::{self, Command, MAX_RESPONSE_BODY_BYTES};
 use super::{
-    AppendRequest, AppendResponse, InitRequest, InitResponse, MediaId, MediaStatus, ProtocolTarget,
-    UploadProtocol,
+    AppendRequest, AppendResponse, InitRequest, InitResponse, LanguageCode, MediaId, MediaStatus,
+    OneShotRequest, ProtocolTarget, SubtitlesRequest, UploadProtocol,
 };
 use crate::auth::Credentials;
 use crate::error::{Error, ErrorKind, Result};
@@ -38,6 +39,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 use tracing::debug;
 use url::Url;
+
+// The one-shot upload, alt text and subtitles (issue 14).
+mod media;
 
 /// The default base URL of the v1.1 upload API.
 ///
@@ -774,6 +778,40 @@ impl UploadProtocol for XClient {
     fn status<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>> {
         Box::pin(self.status_impl(media_id))
     }
+
+    /// v1.1: still images (`tweet_image`, `dm_image` or no category) up to 5 MiB; v2: still
+    /// images and subtitle files with category `tweet_image`, `dm_image` or `subtitles`
+    /// (given, or guessed from the media type) up to their category's limit, the categories
+    /// every published spec version takes (protocol.md §3.5, §4.5). Never with `shared`,
+    /// which only INIT carries.
+    fn accepts_one_shot(&self, req: &InitRequest) -> bool {
+        self.accepts_one_shot_impl(req)
+    }
+
+    fn upload_one_shot(&self, req: OneShotRequest) -> BoxFuture<'_, Result<MediaStatus>> {
+        Box::pin(self.upload_one_shot_impl(req))
+    }
+
+    fn set_alt_text<'a>(
+        &'a self,
+        media_id: &'a MediaId,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.set_alt_text_impl(media_id, text))
+    }
+
+    fn attach_subtitles<'a>(&'a self, req: &'a SubtitlesRequest) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.attach_subtitles_impl(req))
+    }
+
+    fn delete_subtitles<'a>(
+        &'a self,
+        video: &'a MediaId,
+        video_category: Option<crate::limits::MediaCategory>,
+        language: &'a LanguageCode,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.delete_subtitles_impl(video, video_category, language))
+    }
 }
 
 /// Rejects ids that are not X media ids before they reach a URL.
@@ -1319,6 +1357,9 @@ mod wire_tests {
     }
 
     const ID: &str = "931270813906374657";
+
+    // The one-shot upload, alt text and subtitles (issue 14).
+    mod media;
 
     #[tokio::test]
     async fn v1_1_wire_shape_and_signatures() {

@@ -5,6 +5,14 @@
 //! (`/2/media/upload/initialize`, `/{id}/append`, `/{id}/finalize`, `GET /2/media/upload`)
 //! APIs; tests and other services can implement it too.
 //!
+//! Besides the chunked upload, the trait has the rest of X's media API (issue 14; protocol.md
+//! §3.5, §4.5, §12), each with a default that fails with
+//! [`ErrorKind::Unsupported`]: the one-shot upload
+//! ([`UploadProtocol::accepts_one_shot`], [`UploadProtocol::upload_one_shot`]), alt text
+//! ([`UploadProtocol::set_alt_text`]) and subtitles ([`UploadProtocol::attach_subtitles`],
+//! [`UploadProtocol::delete_subtitles`]), for media uploaded earlier as well as by the engine
+//! once an upload's media is ready.
+//!
 //! What every implementation must do (protocol.md §10):
 //! - accept any 2xx with an empty or JSON body as success for INIT, APPEND and FINALIZE;
 //! - read ids as strings (`media_id_string`, `data.id`);
@@ -19,6 +27,7 @@
 // The X client (v1.1 and v2 over reqwest) and the response parsers live in submodules
 // `client` and `parse`.
 mod client;
+mod media;
 mod parse;
 
 pub use client::{
@@ -26,7 +35,12 @@ pub use client::{
     TCP_KEEPALIVE, USER_AGENT, UnknownApiVersion, XClient, XClientBuilder,
 };
 
-use crate::error::{Result, ServerMessage};
+pub use media::{
+    LanguageCode, MAX_ALT_TEXT_CHARS, OneShotRequest, SubtitlesRequest, accepts_alt_text,
+    check_alt_text, check_display_name, subtitles_video_category,
+};
+
+use crate::error::{Error, ErrorKind, Result, ServerMessage};
 use crate::limits::MediaCategory;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -238,6 +252,64 @@ pub trait UploadProtocol: Send + Sync + fmt::Debug {
     fn finalize<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
     /// STATUS: reads the processing state.
     fn status<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, Result<MediaStatus>>;
+
+    /// Whether [`upload_one_shot`](Self::upload_one_shot) takes the media INIT would
+    /// describe as `req` (its type, category, size and INIT-only fields such as `shared`).
+    /// The default, `false`, suits protocols without a one-shot upload.
+    fn accepts_one_shot(&self, req: &InitRequest) -> bool {
+        let _ = req;
+        false
+    }
+
+    /// The one-shot upload: the whole media in one request, answered like FINALIZE
+    /// (protocol.md §3.5, §4.5). The default fails with [`ErrorKind::Unsupported`].
+    fn upload_one_shot(&self, req: OneShotRequest) -> BoxFuture<'_, Result<MediaStatus>> {
+        let _ = req;
+        unsupported("the one-shot upload")
+    }
+
+    /// Sets the alt text of an image or GIF uploaded earlier (v2 `POST /2/media/metadata`,
+    /// v1.1 `media/metadata/create.json`; protocol.md §12). Implementations check the text
+    /// with [`check_alt_text`] before sending. The default fails with
+    /// [`ErrorKind::Unsupported`].
+    fn set_alt_text<'a>(
+        &'a self,
+        media_id: &'a MediaId,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (media_id, text);
+        unsupported("alt text")
+    }
+
+    /// Attaches a subtitle track (a media uploaded with category `subtitles`) to a video
+    /// uploaded earlier (v2 `POST /2/media/subtitles`, v1.1 `media/subtitles/create.json`;
+    /// protocol.md §12). The default fails with [`ErrorKind::Unsupported`].
+    fn attach_subtitles<'a>(&'a self, req: &'a SubtitlesRequest) -> BoxFuture<'a, Result<()>> {
+        let _ = req;
+        unsupported("subtitles")
+    }
+
+    /// Removes a video's subtitle track in `language` (v2 `DELETE /2/media/subtitles`, v1.1
+    /// `media/subtitles/delete.json`; protocol.md §12). `video_category` is the video's
+    /// category (`None`: `tweet_video`). The default fails with [`ErrorKind::Unsupported`].
+    fn delete_subtitles<'a>(
+        &'a self,
+        video: &'a MediaId,
+        video_category: Option<MediaCategory>,
+        language: &'a LanguageCode,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (video, video_category, language);
+        unsupported("subtitles")
+    }
+}
+
+/// The error of a call a protocol does not implement.
+fn unsupported<T: Send + 'static>(what: &str) -> BoxFuture<'static, Result<T>> {
+    let e = Error::new(
+        ErrorKind::Unsupported,
+        format!("this protocol does not implement {what}; use XClient or a protocol that does"),
+    );
+    Box::pin(async move { Err(e) })
 }
 
 /// Thin wrappers over the private response parsers, for the fuzz targets in `fuzz/` and the
@@ -256,6 +328,7 @@ pub mod fuzzing {
         let _ = parse::append_response(data);
         let _ = parse::media_status(Command::Finalize, data, &id);
         let _ = parse::media_status(Command::Status, data, &id);
+        let _ = parse::media_status(Command::OneShot, data, &MediaId(String::new()));
         let _ = parse::server_message(data);
         let mut headers = http::HeaderMap::new();
         if let Ok(v) = http::HeaderValue::from_bytes(data) {

@@ -42,7 +42,7 @@ pub(crate) const MAX_PLAIN_TEXT_MESSAGE_CHARS: usize = 200;
 /// Source: protocol.md §2.1 (a 64-bit snowflake; the v2 spec pattern is `^[0-9]{1,19}$`).
 pub(crate) const MAX_MEDIA_ID_DIGITS: usize = 20;
 
-/// One of the four calls, for error messages and logs.
+/// One of the calls, for error messages and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Command {
     /// INIT (v2: `initialize`).
@@ -53,16 +53,29 @@ pub(crate) enum Command {
     Finalize,
     /// STATUS.
     Status,
+    /// The one-shot upload.
+    OneShot,
+    /// Alt text (media metadata create).
+    Metadata,
+    /// Subtitles create.
+    SubtitlesCreate,
+    /// Subtitles delete.
+    SubtitlesDelete,
 }
 
 impl Command {
-    /// The v1.1 `command` value, also used in logs.
+    /// The v1.1 `command` value of the chunked calls, and a name for the others; used in
+    /// messages and logs.
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Command::Init => "INIT",
             Command::Append => "APPEND",
             Command::Finalize => "FINALIZE",
             Command::Status => "STATUS",
+            Command::OneShot => "one-shot upload",
+            Command::Metadata => "alt text (metadata create)",
+            Command::SubtitlesCreate => "subtitles create",
+            Command::SubtitlesDelete => "subtitles delete",
         }
     }
 }
@@ -373,7 +386,7 @@ pub(crate) fn rate_limit_reset_delay(headers: &HeaderMap, now: SystemTime) -> Op
 /// Whether a rejection means the media id is gone: a 404 on a call that names an id, or a
 /// server text about the id (`Invalid media_id: Some().`, `BadRequest: Not found`).
 fn media_id_gone(command: Command, status: u16, server: Option<&ServerMessage>) -> bool {
-    if command == Command::Init {
+    if matches!(command, Command::Init | Command::OneShot) {
         return false;
     }
     if status == 404 {
@@ -432,6 +445,20 @@ pub(crate) fn status_error(
             ErrorKind::ServerError,
             format!("the server failed the {command} request: retry it later"),
         ),
+        400..=499
+            if matches!(
+                command,
+                Command::Metadata | Command::SubtitlesCreate | Command::SubtitlesDelete
+            ) && media_id_gone(command, status, server.as_ref()) =>
+        {
+            (
+                ErrorKind::Rejected,
+                format!(
+                    "the server does not know the media of the {command} request (an unknown or \
+                 expired id, another account's media, or one not finalized yet): check the id"
+                ),
+            )
+        }
         400..=499 if media_id_gone(command, status, server.as_ref()) => (
             ErrorKind::MediaGone,
             "the media id expired or is unknown: start a new upload".to_string(),
@@ -446,6 +473,12 @@ pub(crate) fn status_error(
                     .to_string(),
             )
         }
+        400..=499 if command == Command::OneShot => (
+            ErrorKind::Rejected,
+            "the server rejected the one-shot upload: check the file size, media type and \
+             category against X's limits, or upload it in chunks (one_shot = never)"
+                .to_string(),
+        ),
         400..=499 if command == Command::Init => (
             ErrorKind::Rejected,
             "the server rejected INIT: check the file size, media type and category against \

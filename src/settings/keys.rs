@@ -7,6 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::{Settings, SettingsBuilder};
+use crate::engine::OneShotMode;
 use crate::protocol::ApiVersion;
 use crate::scheduler::{ChunkMode, ParallelismMode, RateCap};
 
@@ -98,6 +99,8 @@ keys! {
         "Deadline of one INIT, FINALIZE or STATUS request.";
     "api.enforce_category_limits" => api.enforce_category_limits: bool, enforce_category_limits, "bool", [],
         "Reject files above their media category's documented size before any request.";
+    "api.one_shot" => api.one_shot: OneShotMode, one_shot, "auto | never | always", [],
+        "One-shot upload (one request instead of INIT, APPEND and FINALIZE): `auto` for small media the API takes that way, `never`, or `always`.";
     "scheduler.chunk_size" => scheduler.adaptive.chunk: ChunkMode, chunk_size, "auto | size",
         ["api.max_append_bytes", "api.media_data"],
         "Segment payload size: `auto` adapts it to the link, a size pins it.";

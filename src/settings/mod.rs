@@ -117,7 +117,9 @@ use url::Url;
 
 use crate::auth::Credentials;
 use crate::checkpoint::FileCheckpointStore;
-use crate::engine::{DEFAULT_CONTROL_TIMEOUT, EngineConfig, PollingConfig, RetryPolicy};
+use crate::engine::{
+    DEFAULT_CONTROL_TIMEOUT, EngineConfig, OneShotMode, PollingConfig, RetryPolicy,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::DEFAULT_MAX_APPEND_BYTES;
 use crate::protocol::{ApiVersion, AppendEncoding, XClient, XClientBuilder};
@@ -136,7 +138,7 @@ const CHECKPOINT_DIR_NAME: &str = "chunkwise";
 /// # Default
 ///
 /// v2, the version's X host, raw `media`, 5 MiB bodies, a 60 s control timeout, category
-/// limits enforced.
+/// limits enforced, one-shot uploads `auto`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiSettings {
     /// API version.
@@ -159,6 +161,9 @@ pub struct ApiSettings {
     pub control_timeout: Duration,
     /// Reject files above their category's documented size before any request.
     pub enforce_category_limits: bool,
+    /// When a new upload goes up in one request instead of INIT, APPEND and FINALIZE.
+    #[serde(with = "values::one_shot", default)]
+    pub one_shot: OneShotMode,
 }
 
 impl Default for ApiSettings {
@@ -170,6 +175,7 @@ impl Default for ApiSettings {
             max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
             control_timeout: DEFAULT_CONTROL_TIMEOUT,
             enforce_category_limits: true,
+            one_shot: OneShotMode::Auto,
         }
     }
 }
@@ -452,6 +458,7 @@ impl Settings {
             polling: self.polling,
             control_timeout: self.api.control_timeout,
             enforce_category_limits: self.api.enforce_category_limits,
+            one_shot: self.api.one_shot,
             ..EngineConfig::default()
         };
         let config = match self.scheduler.request_deadline {

@@ -88,6 +88,7 @@ fn every_key_can_be_set_from_the_environment_and_copied() {
         ("api.max_append_bytes", "4 MiB"),
         ("api.control_timeout", "30s"),
         ("api.enforce_category_limits", "false"),
+        ("api.one_shot", "never"),
         ("scheduler.chunk_size", "2MiB"),
         ("scheduler.parallelism", "3"),
         ("scheduler.initial_chunk", "2 MiB"),

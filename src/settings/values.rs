@@ -383,6 +383,27 @@ pub(crate) mod api_version {
     }
 }
 
+/// A one-shot mode: `"auto"`, `"never"` or `"always"`.
+pub(crate) mod one_shot {
+    use super::*;
+    use crate::engine::OneShotMode;
+
+    pub(crate) fn serialize<S: Serializer>(v: &OneShotMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OneShotMode, D::Error> {
+        scalar(d, "\"auto\", \"never\" or \"always\"", |v| match v {
+            Scalar::Str(s) => s.parse().map_err(|_| {
+                format!("{s:?} is not a one-shot mode; expected auto, never or always")
+            }),
+            Scalar::Int(n) => Err(format!(
+                "{n} is not a one-shot mode; expected auto, never or always"
+            )),
+        })
+    }
+}
+
 /// An optional base URL (absent: the API version's default).
 pub(crate) mod base_url {
     use super::*;

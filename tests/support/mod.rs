@@ -73,6 +73,9 @@ pub fn engine(
         .with_fixed_strategy(FixedStrategy::new(chunk, parallel, Duration::from_secs(30)))
         .with_retry(RetryPolicy::default().with_seed(42));
     config.trace_requests = true;
+    // These tests exercise the chunked path; small images would otherwise go up in one
+    // request (issue 14; tests/media_cli.rs and tests/media_api.rs cover that path).
+    config.one_shot = chunkwise::engine::OneShotMode::Never;
     Engine::new(protocol, config).expect("engine config is valid")
 }
 

@@ -296,6 +296,9 @@ pub(crate) mod tests {
             resumed_segments: 0,
             restarted: false,
             trace,
+            one_shot: false,
+            alt_text_set: false,
+            subtitles: Vec::new(),
         };
         CellResult {
             link: link.into(),

@@ -89,7 +89,6 @@ enum Later {
     },
 }
 
-
 fn rejected(kind: ErrorKind, message: &str) -> Failure {
     Failure::Request(
         Error::new(kind, "model server")
