@@ -128,6 +128,14 @@ fn appends_in(
         .collect()
 }
 
+/// INIT requests the emulator received.
+fn inits(emu: &chunkwise::emulator::EmulatorHandle) -> usize {
+    emu.request_log()
+        .iter()
+        .filter(|r| r.command == ApiCommand::Init)
+        .count()
+}
+
 /// Every length each segment index was received with, in complete (2xx) APPENDs.
 fn lengths_by_index(log: &[RequestRecord], media_id: &str) -> BTreeMap<u32, BTreeSet<u64>> {
     let mut by_index: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
@@ -223,12 +231,12 @@ async fn sigkill_at_20_points_with_default_settings_resumes_without_corruption()
         KILLS / 2
     );
 
-    let log = emu.request_log();
-    let inits = log.iter().filter(|r| r.command == ApiCommand::Init).count();
     assert_eq!(
-        inits, 1,
+        inits(&emu),
+        1,
         "every run after the first resumed the first INIT's media"
     );
+    let log = emu.request_log();
     // The server never saw one index with two lengths, though the sizes vary.
     let lengths = lengths_by_index(&log, media_id.as_str());
     let twice: Vec<_> = lengths.iter().filter(|(_, l)| l.len() > 1).collect();
@@ -364,12 +372,11 @@ async fn a_store_that_fails_mid_upload_sends_nothing_unrecorded_and_a_resume_fin
         .expect("the resumed upload finishes");
     assert_eq!(report.media_id, cp.media_id);
     assert_eq!(emu.media_sha256(&cp.media_id), Some(sha256(&bytes)));
-    let inits = emu
-        .request_log()
-        .iter()
-        .filter(|r| r.command == ApiCommand::Init)
-        .count();
-    assert_eq!(inits, 1);
+    assert_eq!(
+        inits(&emu),
+        1,
+        "one INIT: the upload was carried on, not restarted"
+    );
     assert!(store.inner.list().await.unwrap().is_empty());
     emu.shutdown().await;
 }
@@ -437,11 +444,10 @@ async fn a_second_upload_of_the_same_file_refuses_or_waits_and_takes_over() {
         "it carried on the first's media"
     );
     assert_eq!(emu.media_sha256(&media_id), Some(sha256(&bytes)));
-    let inits = emu
-        .request_log()
-        .iter()
-        .filter(|r| r.command == ApiCommand::Init)
-        .count();
-    assert_eq!(inits, 1);
+    assert_eq!(
+        inits(&emu),
+        1,
+        "one INIT: the upload was carried on, not restarted"
+    );
     emu.shutdown().await;
 }

@@ -364,6 +364,9 @@ pub(crate) struct Core {
     strategy_wake: Option<Instant>,
     /// The latest `now` seen: what was due by then has been acted on.
     last_now: Instant,
+    /// When the server last answered (or the upload started or was resumed from a pause),
+    /// or when the wait it asked for ends.
+    last_progress: Instant,
 }
 
 impl std::fmt::Debug for Core {
@@ -455,6 +458,7 @@ impl Core {
             restore: None,
             strategy_wake: None,
             last_now: now,
+            last_progress: now,
         };
         if let Some(cp) = resume {
             core.check_checkpoint(&cp)?;
@@ -501,7 +505,21 @@ impl Core {
         if let Some(t) = self.strategy_wake {
             at(t);
         }
+        if let Some(t) = self.stall_deadline() {
+            at(t);
+        }
         wake
+    }
+
+    /// When the upload stops for lack of progress (see `RetryPolicy::max_no_progress`), in
+    /// the phases that wait on requests and while not paused.
+    fn stall_deadline(&self) -> Option<Instant> {
+        let waits_on_requests = matches!(
+            self.phase,
+            Phase::Init | Phase::Appends | Phase::Flush | Phase::Finalize | Phase::Verify(_)
+        );
+        (waits_on_requests && self.paused.is_none())
+            .then(|| self.last_progress + self.cfg.retry.max_no_progress)
     }
 
     /// What a cancel left, once the core is done after [`Input::Cancel`].
@@ -933,9 +951,10 @@ impl Core {
             return;
         }
         tracing::info!("upload resumed");
-        // Time spent paused is not time the server was found unreachable: the next failure
-        // to connect starts a new outage.
+        // Time spent paused is not time the server was found unreachable, nor time without
+        // progress: the next failure to connect starts a new outage.
         self.outage = None;
+        self.last_progress = self.last_now;
         Self::emit(out, UploadEvent::Resumed);
     }
 
@@ -1100,6 +1119,40 @@ impl Core {
         }
     }
 
+    /// The error that ends the upload when `error` asks for a wait longer than the policy's
+    /// `max_wait`, or one that ends after the media id expires.
+    fn too_long_a_wait(&self, error: &Error, now: Instant) -> Option<Error> {
+        let wait = error.retry_after()?;
+        let until = self.wall(now).checked_add(wait);
+        let when = until.map_or_else(
+            || "a time beyond the calendar".to_string(),
+            |t| {
+                format!(
+                    "{} ({})",
+                    httpdate::fmt_http_date(t),
+                    humantime::format_duration(wait)
+                )
+            },
+        );
+        let max = self.cfg.retry.max_wait;
+        let expires = self.session.as_ref().and_then(|s| s.expires_at);
+        let message = if wait > max {
+            format!(
+                "the server asks to wait until {when}, longer than retry max_wait ({}): the \
+                 upload is saved; run it again after that time",
+                humantime::format_duration(max)
+            )
+        } else if expires.is_some_and(|t| until.is_none_or(|u| u > t)) {
+            format!(
+                "the server asks to wait until {when}, after the media id expires: run the \
+                 upload again after that time (it will start over with a new INIT)"
+            )
+        } else {
+            return None;
+        };
+        Some(Error::new(error.kind(), message))
+    }
+
     /// The one retry path: `job`'s attempt `attempt`, started at `started`, failed with
     /// `error`. Decides whether and when it is tried again, holding every request for a
     /// server's `Retry-After` or while the server cannot be reached, and reports it.
@@ -1131,6 +1184,13 @@ impl Core {
             };
         }
         self.reached(started, false);
+        if let Some(e) = self.too_long_a_wait(&error, now) {
+            return Retry::Fatal(e.with_source(error));
+        }
+        if error.status().is_some() {
+            // The server answered: it is alive. A wait it asks for is not a lack of progress.
+            self.last_progress = now + error.retry_after().unwrap_or_default();
+        }
         let unreached = match job {
             Job::Append(s) => self.unreached.get(&s.index).copied().unwrap_or(0),
             _ => self.control_unreached,
@@ -1378,6 +1438,7 @@ impl Core {
         let reply = match result {
             Ok(reply) => {
                 self.reached(started, true);
+                self.last_progress = now;
                 reply
             }
             Err(e) => return self.control_failed(now, job, attempt, started, e, out),
@@ -1615,6 +1676,18 @@ impl Core {
         out: &mut Vec<Action>,
     ) -> Result<()> {
         self.strategy_wake = None;
+        if self.stall_deadline().is_some_and(|at| now >= at) {
+            let quiet = now.saturating_duration_since(self.last_progress);
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the server has not answered for {quiet:.0?} (retry max_no_progress is \
+                     {:?}): the server or the link does not answer; the upload is saved, run it \
+                     again to carry it on",
+                    self.cfg.retry.max_no_progress
+                ),
+            ));
+        }
         loop {
             match self.phase.clone() {
                 Phase::Idle | Phase::Done => return Ok(()),

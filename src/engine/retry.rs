@@ -65,6 +65,24 @@ pub const DEFAULT_MAX_UNREACHABLE: Duration = Duration::from_secs(120);
 /// does not record, can be resumed once the store is fixed.
 pub const DEFAULT_MAX_STORE_OUTAGE: Duration = Duration::from_secs(120);
 
+/// Default of the longest wait a server may ask for (`Retry-After`, `x-rate-limit-reset`)
+/// before the upload stops instead of sleeping: 15 minutes.
+///
+/// Source: X's rate limits count requests per 15-minute window (protocol.md §5, the v2
+/// per-user limits), so a 429 asks for at most 15 minutes when the window is honest; a
+/// longer ask (a reset far ahead, a `Retry-After` of years) is reported with when to try
+/// again, and the upload stays resumable.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// Default of how long an upload may go without an answer from the server (a success, or an
+/// error the server sent; a wait it asks for does not count) before it stops: 10 minutes.
+///
+/// Source: reasonable default; at the adaptive strategy's smallest chunk (256 KiB) ten
+/// minutes without an acknowledgement means under 3.5 kbit/s, no usable link; a server that
+/// accepts connections and never answers would otherwise hold the upload for hours as
+/// deadlines grow (each attempt's deadline is the strategy's). The upload stays resumable.
+pub const DEFAULT_MAX_NO_PROGRESS: Duration = Duration::from_secs(10 * 60);
+
 /// The most attempts per request a configuration may ask for.
 ///
 /// Source: reasonable default; beyond this a segment that keeps failing is a broken server
@@ -120,6 +138,8 @@ pub const MAX_BUDGET_RATIO: f64 = 10.0;
 /// | `budget_min` | 10 | [`DEFAULT_BUDGET_MIN`] |
 /// | `max_unreachable` | 120 s | [`DEFAULT_MAX_UNREACHABLE`] |
 /// | `max_store_outage` | 120 s | [`DEFAULT_MAX_STORE_OUTAGE`] |
+/// | `max_wait` | 15 min | [`DEFAULT_MAX_WAIT`] |
+/// | `max_no_progress` | 10 min | [`DEFAULT_MAX_NO_PROGRESS`] |
 /// | `seed` | none (from the OS) | |
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -145,6 +165,16 @@ pub struct RetryPolicy {
     /// segment is on record before its first byte is sent) and the store is retried with the
     /// transient backoff.
     pub max_store_outage: Duration,
+    /// The longest wait a server may ask for (`Retry-After`, `x-rate-limit-reset`): a longer
+    /// one, or one that ends after the media id expires, stops the upload (resumable) with
+    /// an error that says when to try again, instead of sleeping. At most
+    /// [`MAX_CONFIG_DURATION`](super::MAX_CONFIG_DURATION).
+    pub max_wait: Duration,
+    /// How long the upload may go without an answer from the server (a success, or an error
+    /// it sent) before it stops (resumable), whatever the deadlines of its requests. Time
+    /// spent paused, waiting as the server asked (`Retry-After`) or polling STATUS does not
+    /// count. At most [`MAX_CONFIG_DURATION`](super::MAX_CONFIG_DURATION).
+    pub max_no_progress: Duration,
     /// Seed of the jitter; `None` draws one from the OS. Set it for reproducible runs.
     pub seed: Option<u64>,
 }
@@ -160,6 +190,8 @@ impl Default for RetryPolicy {
             budget_min: DEFAULT_BUDGET_MIN,
             max_unreachable: DEFAULT_MAX_UNREACHABLE,
             max_store_outage: DEFAULT_MAX_STORE_OUTAGE,
+            max_wait: DEFAULT_MAX_WAIT,
+            max_no_progress: DEFAULT_MAX_NO_PROGRESS,
             seed: None,
         }
     }
@@ -198,6 +230,16 @@ impl RetryPolicy {
                 "retry max_store_outage is {:?}; it must be at most {MAX_DELAY_LIMIT:?}",
                 self.max_store_outage
             ));
+        }
+        for (name, d) in [
+            ("max_wait", self.max_wait),
+            ("max_no_progress", self.max_no_progress),
+        ] {
+            if d.is_zero() || d > super::MAX_CONFIG_DURATION {
+                return bad(format!(
+                    "retry {name} is {d:?}; it must be above 0 and at most 24 h"
+                ));
+            }
         }
         if self.max_delay > MAX_DELAY_LIMIT {
             return bad(format!(

@@ -54,6 +54,8 @@ struct Call {
 
 #[derive(Debug, Default)]
 struct FakeState {
+    /// `total_bytes` of the last INIT: FINALIZE checks the segments against it.
+    total_bytes: u64,
     calls: Vec<Call>,
     stored: HashMap<u32, Bytes>,
     in_flight: usize,
@@ -251,7 +253,7 @@ impl UploadProtocol for Fake {
         self.max_payload
     }
 
-    fn init<'a>(&'a self, _req: &'a InitRequest) -> BoxFuture<'a, crate::Result<InitResponse>> {
+    fn init<'a>(&'a self, req: &'a InitRequest) -> BoxFuture<'a, crate::Result<InitResponse>> {
         async move {
             if self.is_unreachable() {
                 self.st().refused_inits += 1;
@@ -271,6 +273,7 @@ impl UploadProtocol for Fake {
             }
             // Ids 42, 43, ...; a new session starts with no segments.
             let mut st = self.st();
+            st.total_bytes = req.total_bytes;
             let id = MediaId((42 + st.issued).to_string());
             st.issued += 1;
             st.known.insert(id.clone());
@@ -392,7 +395,20 @@ impl UploadProtocol for Fake {
 
     fn finalize<'a>(&'a self, media_id: &'a MediaId) -> BoxFuture<'a, crate::Result<MediaStatus>> {
         async move {
-            self.st().finalizes += 1;
+            let mut st = self.st();
+            st.finalizes += 1;
+            // As X does: the stored segments must add up to INIT's size.
+            let stored: u64 = st.stored.values().map(|b| b.len() as u64).sum();
+            if stored != st.total_bytes {
+                return Err(Error::new(ErrorKind::SegmentMismatch, "finalize")
+                    .with_status(400)
+                    .with_server_message(ServerMessage {
+                        code: None,
+                        name: None,
+                        message: "Segments do not add up to provided total file size.".into(),
+                    }));
+            }
+            drop(st);
             Ok(self.status_of(media_id, self.finalize_info.clone()))
         }
         .boxed()
@@ -1215,3 +1231,68 @@ async fn a_server_unreachable_past_max_unreachable_ends_the_upload() {
 
 mod core_model;
 mod resume;
+
+// ===== every wait bounded =====
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_longer_than_max_wait_stops_the_upload_and_says_when_to_try_again() {
+    // A Retry-After of about 31 years: the upload stops at once instead of sleeping.
+    let ra = Duration::from_secs(999_999_999);
+    let fake = Fake::new(100).fail(1, &[Fail::Throttled(Some(ra))]);
+    let s = setup(fake, 100, 1);
+    let t0 = Instant::now();
+    let e = s.run(500, 41).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("max_wait") && text.contains("run it again"),
+        "{text}"
+    );
+    // When to try again: an HTTP date and the wait.
+    assert!(text.contains("GMT") && text.contains("31years"), "{text}");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_within_max_wait_is_honoured() {
+    let ra = Duration::from_secs(600);
+    let fake = Fake::new(100).fail(0, &[Fail::Throttled(Some(ra))]);
+    let s = setup(fake, 100, 1);
+    let t0 = Instant::now();
+    s.run(300, 42).await.unwrap();
+    assert!(t0.elapsed() >= ra);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_never_answers_stops_the_upload_after_max_no_progress() {
+    // Every APPEND takes an hour; deadlines of 20 min would let five attempts take 100 min.
+    let bound = Duration::from_secs(300);
+    let mut fake = Fake::new(100);
+    fake.append_delay = Duration::from_secs(3600);
+    let (mut c, seen) = config(100, 2, Duration::from_secs(1200), None);
+    c.retry.max_no_progress = bound;
+    let s = setup_with(fake, (c, seen));
+    let t0 = Instant::now();
+    let e = s.run(500, 43).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().contains("max_no_progress"), "{e}");
+    let took = t0.elapsed();
+    assert!(
+        took >= bound && took < bound + Duration::from_secs(1),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_paused_does_not_count_as_no_progress() {
+    let bound = Duration::from_secs(60);
+    let fake = Fake::new(100);
+    let (mut c, seen) = config(100, 1, Duration::from_secs(120), None);
+    c.retry.max_no_progress = bound;
+    let s = setup_with(fake, (c, seen));
+    let handle = s.start(300, 44);
+    handle.pause(PauseMode::Drain);
+    tokio::time::sleep(bound * 3).await;
+    handle.resume();
+    handle.join().await.unwrap();
+}

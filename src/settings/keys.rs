@@ -151,6 +151,10 @@ keys! {
         "How long the server may stay unreachable (every connection failing) before the upload gives up.";
     "retry.max_store_outage" => retry.max_store_outage: Duration, max_store_outage, "duration", [],
         "How long the checkpoint store may keep failing to write before the upload gives up (resumable).";
+    "retry.max_wait" => retry.max_wait: Duration, max_wait, "duration", [],
+        "The longest wait a server may ask for (Retry-After, x-rate-limit-reset) before the upload stops, resumable, and says when to try again.";
+    "retry.max_no_progress" => retry.max_no_progress: Duration, max_no_progress, "duration", [],
+        "How long an upload may go without an answer from the server before it stops (resumable).";
     "retry.seed" => retry.seed: Option<u64>, retry_seed, "integer", [],
         "Seed of the backoff jitter; unset: from the OS.";
     "polling.default_check_after" => polling.default_check_after: Duration, default_check_after, "duration",

@@ -135,6 +135,10 @@ struct RetryDef {
     max_unreachable: Duration,
     #[serde(with = "values::duration")]
     max_store_outage: Duration,
+    #[serde(with = "values::duration")]
+    max_wait: Duration,
+    #[serde(with = "values::duration")]
+    max_no_progress: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
 }

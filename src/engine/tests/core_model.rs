@@ -116,6 +116,21 @@ fn status(media_id: &MediaId, processing: bool) -> MediaStatus {
     }
 }
 
+/// The model server's answer to a request that carries no segment, one round trip later.
+fn answer(
+    now: Instant,
+    id: ReqId,
+    result: std::result::Result<Reply, Failure>,
+) -> (Instant, Later) {
+    let reply = Later::Reply {
+        id,
+        started: now,
+        result,
+        store: None,
+    };
+    (now + RTT, reply)
+}
+
 /// One case: returns what went wrong, if anything.
 #[allow(clippy::too_many_lines)]
 fn case(seed: u64) -> Result<(), String> {
@@ -206,15 +221,7 @@ fn case(seed: u64) -> Result<(), String> {
                             media_key: None,
                             expires_after_secs: None,
                         }));
-                        later.push((
-                            now + RTT,
-                            Later::Reply {
-                                id,
-                                started: now,
-                                result,
-                                store: None,
-                            },
-                        ));
+                        later.push(answer(now, id, result));
                     }
                     Action::Append {
                         id,
@@ -331,30 +338,14 @@ fn case(seed: u64) -> Result<(), String> {
                             },
                             None => Err(rejected(ErrorKind::MediaGone, "Invalid media_id")),
                         };
-                        later.push((
-                            now + RTT,
-                            Later::Reply {
-                                id,
-                                started: now,
-                                result,
-                                store: None,
-                            },
-                        ));
+                        later.push(answer(now, id, result));
                     }
                     Action::Status { id, media_id, .. } => {
                         let result = match server.media.get(&media_id) {
                             Some(m) if m.finalized => Ok(Reply::Status(status(&media_id, true))),
                             _ => Err(rejected(ErrorKind::MediaGone, "BadRequest: Not found")),
                         };
-                        later.push((
-                            now + RTT,
-                            Later::Reply {
-                                id,
-                                started: now,
-                                result,
-                                store: None,
-                            },
-                        ));
+                        later.push(answer(now, id, result));
                     }
                     Action::Abort { id } => {
                         later.retain(|(_, l)| !matches!(l, Later::Reply { id: i, .. } if *i == id));

@@ -712,6 +712,33 @@ async fn an_id_the_server_forgot_starts_over_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_resumed_finalize_whose_segments_do_not_add_up_checks_status_and_starts_over() {
+    let data = random_bytes(1000, 36);
+    let Crashed {
+        fake, engine, cp, ..
+    } = crashed(100, 2, Source::bytes(data.clone()), 3).await;
+    // The server lost the segments it had acknowledged (its id still works): the resumed
+    // upload sends only the rest, and FINALIZE finds that they do not add up.
+    fake.st().stored.clear();
+    let (events, report) = run_collect(engine.resume(cp, Source::bytes(data.clone()))).await;
+    let report = report.unwrap();
+    assert!(report.restarted);
+    assert_eq!(fake.st().inits, 2);
+    assert_eq!(
+        fake.st().finalizes,
+        2,
+        "the failed one and the new upload's"
+    );
+    assert!(!fake.st().status_calls.is_empty(), "STATUS was asked first");
+    assert_eq!(fake.assembled(), data.to_vec());
+    assert!(
+        count!(events, UploadEvent::Restarted { reason, .. } if reason.contains("FINALIZE") && reason.contains("do not add up"))
+            > 0,
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_forgotten_id_fails_a_fresh_upload_and_a_second_time_a_resumed_one() {
     // A fresh upload whose id the server forgets: the rejection is final.
     let mut fake = Fake::new(100);
