@@ -36,8 +36,8 @@ use tokio::time::Instant;
 use super::{Observation, Outcome, PlanContext, Strategy};
 use crate::engine::core::{Action, Core, CoreConfig, Failure, Input, Reply, ReqId, Upload};
 use crate::engine::{
-    DEFAULT_CONTROL_TIMEOUT, MAX_ATTEMPTS_LIMIT, MAX_BUDGET_RATIO, MediaSpec, PollingConfig,
-    RetryPolicy,
+    DEFAULT_CONTROL_TIMEOUT, MAX_ATTEMPTS_LIMIT, MAX_BUDGET_RATIO, MAX_CONFIG_DURATION, MediaSpec,
+    PollingConfig, RetryPolicy,
 };
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{AppendResponse, InitResponse, MediaId, MediaStatus, ProtocolTarget};
@@ -384,14 +384,17 @@ pub(crate) struct Setup {
 /// Source: arbitrary fixed value (tests are deterministic).
 pub(crate) const BACKOFF_SEED: u64 = 7;
 
-/// A retry policy that practically never gives up (the most attempts and the largest
-/// budget a configuration may ask for), with the engine's backoff, seeded: for runs that
-/// measure a strategy past the point where the default policy would end the upload.
+/// A retry policy that practically never gives up (the most attempts, the largest budget
+/// and the longest waits a configuration may ask for), with the engine's backoff, seeded:
+/// for runs that measure a strategy past the point where the default policy would end the
+/// upload, such as one segment of megabytes over a 32 kbit/s model link.
 pub(crate) fn persistent_retry(seed: u64) -> RetryPolicy {
     RetryPolicy {
         max_attempts: MAX_ATTEMPTS_LIMIT,
         budget_ratio: MAX_BUDGET_RATIO,
         budget_min: u32::MAX,
+        max_wait: MAX_CONFIG_DURATION,
+        max_no_progress: MAX_CONFIG_DURATION,
         ..RetryPolicy::default().with_seed(seed)
     }
 }

@@ -111,6 +111,8 @@ fn every_key_can_be_set_from_the_environment_and_copied() {
         ("retry.budget_min", "4"),
         ("retry.max_unreachable", "5m"),
         ("retry.max_store_outage", "3m"),
+        ("retry.max_wait", "20m"),
+        ("retry.max_no_progress", "11m"),
         ("retry.seed", "42"),
         ("polling.default_check_after", "3s"),
         ("polling.min_check_after", "2s"),
