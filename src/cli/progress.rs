@@ -291,13 +291,10 @@ fn text_event(
             attempt,
             delay,
             error,
-        } => {
-            let msg = format!(
-                "segment {index} attempt {attempt} failed ({error}); retrying in {:.1}s",
-                delay.as_secs_f64()
-            );
-            say(bar, msg);
-        }
+        } => say(
+            bar,
+            retry_line(&format!("segment {index}"), attempt, delay, &error),
+        ),
         UploadEvent::Unreachable {
             down,
             retry_in,
@@ -342,13 +339,7 @@ fn text_event(
             attempt,
             delay,
             error,
-        } => {
-            let msg = format!(
-                "{request} attempt {attempt} failed ({error}); retrying in {:.1}s",
-                delay.as_secs_f64()
-            );
-            say(bar, msg);
-        }
+        } => say(bar, retry_line(request.name(), attempt, delay, &error)),
         UploadEvent::OneShot { total_bytes } => say(
             bar,
             format!("sending {total_bytes} bytes in one request (one-shot upload)"),
@@ -365,6 +356,14 @@ fn text_event(
         ),
         _ => {}
     }
+}
+
+/// The line of a failed attempt of `what` that is retried after `delay`.
+fn retry_line(what: &str, attempt: u32, delay: Duration, error: &str) -> String {
+    format!(
+        "{what} attempt {attempt} failed ({error}); retrying in {:.1}s",
+        delay.as_secs_f64()
+    )
 }
 
 /// What a resumed upload that starts over says, and why.

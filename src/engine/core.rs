@@ -44,7 +44,7 @@ use super::config::{EngineConfig, MAX_IN_FLIGHT_LIMIT, PollingConfig};
 use super::events::{ControlRequest, Progress, UploadEvent};
 use super::plan::{Plan, Segment, check_category_limit};
 use super::report::{AttemptOutcome, AttemptRecord, Finished, Recorder, UploadReport};
-use super::retry::{Backoff, RetryBudget, RetryPolicy};
+use super::retry::{Retrier, RetryPolicy};
 use super::{CancelOutcome, MediaSpec, PauseMode};
 use crate::checkpoint::{Checkpoint, CheckpointKey, SourceIdentity, checkpoint_error};
 use crate::error::{Error, ErrorKind, Result};
@@ -263,14 +263,6 @@ struct Session {
     acked: BTreeSet<u32>,
 }
 
-/// A stretch of time in which requests could not reach the server.
-#[derive(Debug, Clone, Copy)]
-struct Outage {
-    since: Instant,
-    /// Requests started since then that failed to connect too (they set the backoff).
-    probes: u32,
-}
-
 /// The checkpoint store's state.
 #[derive(Debug, Default)]
 struct Store {
@@ -324,8 +316,7 @@ pub(crate) struct Core {
     /// The wall clock at `t0`: expiry times are wall-clock times.
     wall0: SystemTime,
     t0: Instant,
-    backoff: Backoff,
-    budget: RetryBudget,
+    retrier: Retrier,
     rec: Recorder,
     plan: Plan,
     session: Option<Session>,
@@ -344,7 +335,6 @@ pub(crate) struct Core {
     unreached: HashMap<u32, u32>,
     /// Of the current control request, attempts that failed to reach the server.
     control_unreached: u32,
-    outage: Option<Outage>,
     paused: Option<PauseMode>,
     store: Store,
     old_keys: Vec<CheckpointKey>,
@@ -356,8 +346,6 @@ pub(crate) struct Core {
     observations: usize,
     plan_log: Vec<PlanRecord>,
     cancel_outcome: Option<CancelOutcome>,
-    /// The last status of a finalized media.
-    status: Option<MediaStatus>,
     /// The checkpoint to carry on, until [`Input::Start`].
     restore: Option<Checkpoint>,
     /// When the strategy's hold on new APPENDs ends, if it holds them.
@@ -377,14 +365,6 @@ impl std::fmt::Debug for Core {
             .field("planned", &self.plan.segments().len())
             .finish_non_exhaustive()
     }
-}
-
-/// The outcome of a failed request for the retry path.
-enum Retry {
-    /// Try again after the delay.
-    After(Duration),
-    /// The upload ends with this error.
-    Fatal(Error),
 }
 
 impl Core {
@@ -416,8 +396,7 @@ impl Core {
         }
         let plan = Plan::new(total_bytes, max_chunk)?;
         let mut core = Core {
-            backoff: Backoff::new(&cfg.retry),
-            budget: RetryBudget::new(),
+            retrier: Retrier::new(&cfg.retry),
             rec: Recorder::new(now, cfg.trace_requests),
             cfg,
             total: total_bytes,
@@ -439,7 +418,6 @@ impl Core {
             next_id: 0,
             unreached: HashMap::new(),
             control_unreached: 0,
-            outage: None,
             paused: None,
             store: Store::default(),
             old_keys: Vec::new(),
@@ -454,7 +432,6 @@ impl Core {
             observations: 0,
             plan_log: Vec::new(),
             cancel_outcome: None,
-            status: None,
             restore: None,
             strategy_wake: None,
             last_now: now,
@@ -536,7 +513,7 @@ impl Core {
     /// Retries spent so far (APPEND and control requests).
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn retries_spent(&self) -> u32 {
-        self.budget.spent()
+        self.retrier.spent()
     }
 
     /// Segments planned so far.
@@ -573,7 +550,10 @@ impl Core {
         }
         self.last_now = self.last_now.max(now);
         let result = match input {
-            Input::Start if self.phase == Phase::Idle => self.start(now, out),
+            Input::Start if self.phase == Phase::Idle => {
+                self.start(now, out);
+                Ok(())
+            }
             Input::Start | Input::Tick => Ok(()),
             Input::Reply {
                 id,
@@ -620,28 +600,6 @@ impl Core {
             self.fail(e, out);
         }
     }
-}
-
-/// Attaches the attempt count to an error that ends a retry loop after more than one try.
-fn with_attempts(e: Error, attempts: u32) -> Error {
-    if attempts > 1 {
-        e.with_attempts(attempts)
-    } else {
-        e
-    }
-}
-
-/// The error for a retry the upload-wide budget does not allow.
-fn budget_exhausted(last: Error, spent: u32, limit: u32, attempts: u32) -> Error {
-    Error::new(
-        ErrorKind::RetryBudgetExhausted,
-        format!(
-            "{spent} of the upload's {limit} retries are spent; the link or server is failing \
-             too often"
-        ),
-    )
-    .with_attempts(attempts)
-    .with_source(last)
 }
 
 impl Core {
@@ -698,7 +656,7 @@ impl Core {
         Ok(())
     }
 
-    fn start(&mut self, now: Instant, out: &mut Vec<Action>) -> Result<()> {
+    fn start(&mut self, now: Instant, out: &mut Vec<Action>) {
         Self::emit(
             out,
             UploadEvent::Started {
@@ -709,7 +667,6 @@ impl Core {
         if let Some(cp) = self.restore.take() {
             self.carry_on(cp, now, out);
         }
-        Ok(())
     }
 
     /// Takes over the session of a checked checkpoint; an expired one only leaves a note,
@@ -920,7 +877,7 @@ impl Core {
                     ))
                     .with_source(e));
                 }
-                let delay = self.backoff.delay(failures, false, None);
+                let delay = self.retrier.backoff.delay(failures, false, None);
                 self.store.failing = Some((since, failures + 1, now + delay));
                 Ok(())
             }
@@ -953,27 +910,23 @@ impl Core {
         tracing::info!("upload resumed");
         // Time spent paused is not time the server was found unreachable, nor time without
         // progress: the next failure to connect starts a new outage.
-        self.outage = None;
+        self.retrier.end_outage();
         self.last_progress = self.last_now;
         Self::emit(out, UploadEvent::Resumed);
     }
 
     /// Drops every APPEND in flight; their segments are sent again, first, after the resume.
     fn abandon(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let mut dropped: Vec<(ReqId, Flight)> = self
+        let mut dropped: Vec<(ReqId, Flight, Segment)> = self
             .flights
             .iter()
-            .filter(|(_, f)| matches!(f.job, Job::Append(_)))
-            .map(|(id, f)| (*id, *f))
+            .filter_map(|(id, f)| match f.job {
+                Job::Append(segment) => Some((*id, *f, segment)),
+                _ => None,
+            })
             .collect();
-        dropped.sort_by_key(|(_, f)| match f.job {
-            Job::Append(s) => s.index,
-            _ => 0,
-        });
-        for (id, f) in &dropped {
-            let Job::Append(segment) = f.job else {
-                continue;
-            };
+        dropped.sort_by_key(|(_, _, segment)| segment.index);
+        for (id, f, segment) in &dropped {
             self.flights.remove(id);
             out.push(Action::Abort { id: *id });
             let record = AttemptRecord {
@@ -989,14 +942,12 @@ impl Core {
             self.rec
                 .attempt_ended(record, now.saturating_duration_since(f.launched));
         }
-        for (_, f) in dropped.iter().rev() {
-            if let Job::Append(segment) = f.job {
-                self.pending.push_front(Pending {
-                    segment,
-                    attempt: f.attempt,
-                    resend: true,
-                });
-            }
+        for (_, f, segment) in dropped.into_iter().rev() {
+            self.pending.push_front(Pending {
+                segment,
+                attempt: f.attempt,
+                resend: true,
+            });
         }
         self.progress.in_flight = self.appends_in_flight();
     }
@@ -1059,103 +1010,10 @@ impl Core {
         self.hold_until.filter(|h| *h > now)
     }
 
-    /// A request started at `started` failed to connect: reports it and returns the delay
-    /// before the next request may probe the server, or, once the server has been
-    /// unreachable for the policy's `max_unreachable`, the error that ends the upload.
-    fn unreachable(
-        &mut self,
-        error: Error,
-        started: Instant,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) -> Result<Duration> {
-        let max = self.cfg.retry.max_unreachable;
-        let outage = self.outage.get_or_insert(Outage {
-            since: now,
-            probes: 0,
-        });
-        let down = now.saturating_duration_since(outage.since);
-        if down >= max {
-            let segment = error.segment();
-            let fatal = Error::new(
-                ErrorKind::Unreachable,
-                format!(
-                    "the server could not be reached for {down:.1?} (retry max_unreachable is \
-                     {max:?}): check the network and the base URL"
-                ),
-            )
-            .with_source(error);
-            return Err(match segment {
-                Some(index) => fatal.with_segment(index),
-                None => fatal,
-            });
-        }
-        // Requests already in flight when the outage began fail together and tell the same
-        // thing once; only later ones are probes that lengthen the backoff.
-        let retry = outage.probes;
-        if started >= outage.since {
-            outage.probes += 1;
-        }
-        let delay = self.backoff.delay(retry, false, None).min(max - down);
-        tracing::debug!(?down, ?delay, error = %error, "server unreachable; holding every request");
-        Self::emit(
-            out,
-            UploadEvent::Unreachable {
-                down,
-                retry_in: delay,
-                gives_up_in: max - down,
-                error: error.to_string(),
-            },
-        );
-        Ok(delay)
-    }
-
-    /// A request started at `started` reached the server. That ends an outage, unless the
-    /// request began before it (then only its success does).
-    fn reached(&mut self, started: Instant, success: bool) {
-        if self.outage.is_some_and(|o| success || started >= o.since) {
-            tracing::debug!("server reachable again");
-            self.outage = None;
-        }
-    }
-
-    /// The error that ends the upload when `error` asks for a wait longer than the policy's
-    /// `max_wait`, or one that ends after the media id expires.
-    fn too_long_a_wait(&self, error: &Error, now: Instant) -> Option<Error> {
-        let wait = error.retry_after()?;
-        let until = self.wall(now).checked_add(wait);
-        let when = until.map_or_else(
-            || "a time beyond the calendar".to_string(),
-            |t| {
-                format!(
-                    "{} ({})",
-                    httpdate::fmt_http_date(t),
-                    humantime::format_duration(wait)
-                )
-            },
-        );
-        let max = self.cfg.retry.max_wait;
-        let expires = self.session.as_ref().and_then(|s| s.expires_at);
-        let message = if wait > max {
-            format!(
-                "the server asks to wait until {when}, longer than retry max_wait ({}): the \
-                 upload is saved; run it again after that time",
-                humantime::format_duration(max)
-            )
-        } else if expires.is_some_and(|t| until.is_none_or(|u| u > t)) {
-            format!(
-                "the server asks to wait until {when}, after the media id expires: run the \
-                 upload again after that time (it will start over with a new INIT)"
-            )
-        } else {
-            return None;
-        };
-        Some(Error::new(error.kind(), message))
-    }
-
     /// The one retry path: `job`'s attempt `attempt`, started at `started`, failed with
-    /// `error`. Decides whether and when it is tried again, holding every request for a
-    /// server's `Retry-After` or while the server cannot be reached, and reports it.
+    /// `error`. The policy's rules ([`Retrier`]) decide whether and when it is tried again;
+    /// here every request is held for a server's `Retry-After` or while the server cannot be
+    /// reached, the retry is queued, and it is reported.
     fn retry(
         &mut self,
         job: Job,
@@ -1164,8 +1022,8 @@ impl Core {
         started: Instant,
         now: Instant,
         out: &mut Vec<Action>,
-    ) -> Retry {
-        if error.kind() == ErrorKind::Unreachable {
+    ) -> Result<()> {
+        let delay = if error.kind() == ErrorKind::Unreachable {
             // Nothing reached the server: no attempt and no budget is spent, and every
             // request waits for the next probe (see `RetryPolicy`).
             match job {
@@ -1175,76 +1033,88 @@ impl Core {
             if job.control().is_some() {
                 self.rec.control_retries += 1;
             }
-            return match self.unreachable(error, started, now, out) {
-                Ok(delay) => {
-                    self.hold(now + delay);
-                    Retry::After(delay)
-                }
-                Err(e) => Retry::Fatal(e),
+            let text = error.to_string();
+            let u = self.retrier.unreachable(error, started, now)?;
+            tracing::debug!(down = ?u.down, delay = ?u.delay, error = %text, "server unreachable; holding every request");
+            Self::emit(
+                out,
+                UploadEvent::Unreachable {
+                    down: u.down,
+                    retry_in: u.delay,
+                    gives_up_in: u.gives_up_in,
+                    error: text,
+                },
+            );
+            self.hold(now + u.delay);
+            u.delay
+        } else {
+            self.retrier.reached(started, false);
+            let expires = self.session.as_ref().and_then(|s| s.expires_at);
+            if let Some(e) = self
+                .retrier
+                .too_long_a_wait(&error, self.wall(now), expires)
+            {
+                return Err(e.with_source(error));
+            }
+            if error.status().is_some() {
+                // The server answered: it is alive. A wait it asks for is not a lack of
+                // progress.
+                self.last_progress = now + error.retry_after().unwrap_or_default();
+            }
+            if let Some(ra) = error.retry_after() {
+                // Retry-After is a protocol rule, not a tuning choice: no request starts
+                // before it ends, whatever the strategy says.
+                self.hold(now + ra);
+            }
+            let unreached = match job {
+                Job::Append(s) => self.unreached.get(&s.index).copied().unwrap_or(0),
+                _ => self.control_unreached,
             };
-        }
-        self.reached(started, false);
-        if let Some(e) = self.too_long_a_wait(&error, now) {
-            return Retry::Fatal(e.with_source(error));
-        }
-        if error.status().is_some() {
-            // The server answered: it is alive. A wait it asks for is not a lack of progress.
-            self.last_progress = now + error.retry_after().unwrap_or_default();
-        }
-        let unreached = match job {
-            Job::Append(s) => self.unreached.get(&s.index).copied().unwrap_or(0),
-            _ => self.control_unreached,
-        };
-        let counted = attempt.saturating_sub(unreached).max(1);
-        if !error.is_retryable() || counted >= self.cfg.retry.max_attempts {
-            return Retry::Fatal(with_attempts(error, attempt));
-        }
-        let limit = self.budget_limit();
-        if !self.budget.try_spend(limit) {
-            let e = budget_exhausted(error, self.budget.spent(), limit, attempt);
-            return Retry::Fatal(match job {
-                Job::Append(s) => e.with_segment(s.index),
-                _ => e,
-            });
-        }
-        let throttled = error.is_throttled();
-        if let Some(ra) = error.retry_after() {
-            // Retry-After is a protocol rule, not a tuning choice: no request starts before
-            // it ends, whatever the strategy says.
-            self.hold(now + ra);
-        }
-        let delay = self
-            .backoff
-            .delay(counted - 1, throttled, error.retry_after());
-        tracing::debug!(?job, attempt, ?delay, error = %error, "request failed; retrying");
-        match job.control() {
-            None => {
-                if let Job::Append(s) = job {
+            let counted = attempt.saturating_sub(unreached).max(1);
+            let text = error.to_string();
+            let limit = self.budget_limit();
+            let delay = self
+                .retrier
+                .failed(error, attempt, counted, limit)
+                .map_err(|e| match job {
+                    Job::Append(s) if e.kind() == ErrorKind::RetryBudgetExhausted => {
+                        e.with_segment(s.index)
+                    }
+                    _ => e,
+                })?;
+            tracing::debug!(?job, attempt, ?delay, error = %text, "request failed; retrying");
+            match (job, job.control()) {
+                (Job::Append(s), _) => Self::emit(
+                    out,
+                    UploadEvent::Retry {
+                        index: s.index,
+                        attempt,
+                        delay,
+                        error: text,
+                    },
+                ),
+                (_, Some(request)) => {
+                    self.rec.control_retries += 1;
                     Self::emit(
                         out,
-                        UploadEvent::Retry {
-                            index: s.index,
+                        UploadEvent::ControlRetry {
+                            request,
                             attempt,
                             delay,
-                            error: error.to_string(),
+                            error: text,
                         },
                     );
                 }
+                (_, None) => {}
             }
-            Some(request) => {
-                self.rec.control_retries += 1;
-                Self::emit(
-                    out,
-                    UploadEvent::ControlRetry {
-                        request,
-                        attempt,
-                        delay,
-                        error: error.to_string(),
-                    },
-                );
-            }
-        }
-        Retry::After(delay)
+            delay
+        };
+        self.waiting.push(Waiting {
+            job,
+            attempt: attempt + 1,
+            ready_at: now + delay,
+        });
+        Ok(())
     }
 }
 
@@ -1347,7 +1217,7 @@ impl Core {
             .as_ref()
             .is_some_and(|(_, e)| e.kind() == ErrorKind::Unreachable);
         if !unreachable {
-            self.reached(started, error.is_none());
+            self.retrier.reached(started, error.is_none());
             // A request that never connected carried nothing: it says nothing of the link's
             // rate, latency or loss.
             strategy.observe(&Observation {
@@ -1404,25 +1274,16 @@ impl Core {
                 out,
             );
         }
-        match self.retry(
+        self.retry(
             Job::Append(segment),
             flight.attempt,
             error,
             started,
             now,
             out,
-        ) {
-            Retry::Fatal(e) => Err(e),
-            Retry::After(delay) => {
-                self.waiting.push(Waiting {
-                    job: Job::Append(segment),
-                    attempt: flight.attempt + 1,
-                    ready_at: now + delay,
-                });
-                self.emit_progress(out);
-                Ok(())
-            }
-        }
+        )?;
+        self.emit_progress(out);
+        Ok(())
     }
 
     /// Handles a finished INIT, FINALIZE or STATUS.
@@ -1437,7 +1298,7 @@ impl Core {
     ) -> Result<()> {
         let reply = match result {
             Ok(reply) => {
-                self.reached(started, true);
+                self.retrier.reached(started, true);
                 self.last_progress = now;
                 reply
             }
@@ -1538,17 +1399,7 @@ impl Core {
             }
             _ => {}
         }
-        match self.retry(job, attempt, error, started, now, out) {
-            Retry::Fatal(e) => Err(e),
-            Retry::After(delay) => {
-                self.waiting.push(Waiting {
-                    job,
-                    attempt: attempt + 1,
-                    ready_at: now + delay,
-                });
-                Ok(())
-            }
-        }
+        self.retry(job, attempt, error, started, now, out)
     }
 
     /// FINALIZE succeeded (or the server showed it had): the checkpoint has served its
@@ -1623,7 +1474,6 @@ impl Core {
                 check_after: wait,
             },
         );
-        self.status = Some(status);
         self.phase = Phase::Poll {
             deadline,
             next_at: (now + wait).min(deadline),
@@ -1818,7 +1668,7 @@ impl Core {
     fn fill(&mut self, now: Instant, strategy: &mut dyn Strategy, out: &mut Vec<Action>) {
         loop {
             // While the server is unreachable, one request at a time probes it.
-            let allowed = if self.outage.is_some() {
+            let allowed = if self.retrier.in_outage() {
                 1
             } else {
                 strategy.max_in_flight(now).clamp(1, MAX_IN_FLIGHT_LIMIT)

@@ -1,10 +1,11 @@
 //! Retries: which failures are retried, how long to wait, and how many retries an upload may
 //! spend. See [`RetryPolicy`].
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -351,6 +352,188 @@ impl RetryBudget {
 
     pub(crate) fn spent(&self) -> u32 {
         self.spent
+    }
+}
+
+/// A stretch of time in which requests could not reach the server.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    /// When the first request failed to connect.
+    since: Instant,
+    /// Requests started since then that failed to connect too (they set the backoff).
+    probes: u32,
+}
+
+/// The server could not be reached: how long so far, and the wait before the next probe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unreached {
+    pub(crate) down: Duration,
+    pub(crate) delay: Duration,
+    pub(crate) gives_up_in: Duration,
+}
+
+/// The rules of a [`RetryPolicy`] for one upload, in one place: the upload core's requests
+/// and the requests around it (one-shot upload, alt text, subtitles) take their decisions
+/// here. It holds the backoff's random state, the upload-wide budget and the outage clock.
+#[derive(Debug)]
+pub(crate) struct Retrier {
+    pub(crate) policy: RetryPolicy,
+    pub(crate) backoff: Backoff,
+    budget: RetryBudget,
+    outage: Option<Outage>,
+}
+
+impl Retrier {
+    pub(crate) fn new(policy: &RetryPolicy) -> Self {
+        Retrier {
+            policy: policy.clone(),
+            backoff: Backoff::new(policy),
+            budget: RetryBudget::new(),
+            outage: None,
+        }
+    }
+
+    /// Retries spent from the budget.
+    pub(crate) fn spent(&self) -> u32 {
+        self.budget.spent()
+    }
+
+    /// Whether the server is being waited for (one request at a time probes it).
+    pub(crate) fn in_outage(&self) -> bool {
+        self.outage.is_some()
+    }
+
+    /// Forgets the outage (time spent paused is not time the server was unreachable).
+    pub(crate) fn end_outage(&mut self) {
+        self.outage = None;
+    }
+
+    /// A request started at `started` failed to connect at `now`: the wait before the next
+    /// probe, or, once the server has been unreachable for `max_unreachable`, the error that
+    /// ends the upload. Spends no attempt and no budget.
+    pub(crate) fn unreachable(
+        &mut self,
+        error: Error,
+        started: Instant,
+        now: Instant,
+    ) -> Result<Unreached> {
+        let max = self.policy.max_unreachable;
+        let outage = self.outage.get_or_insert(Outage {
+            since: now,
+            probes: 0,
+        });
+        let down = now.saturating_duration_since(outage.since);
+        if down >= max {
+            let segment = error.segment();
+            let fatal = Error::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "the server could not be reached for {down:.1?} (retry max_unreachable is \
+                     {max:?}): check the network and the base URL"
+                ),
+            )
+            .with_source(error);
+            return Err(match segment {
+                Some(index) => fatal.with_segment(index),
+                None => fatal,
+            });
+        }
+        // Requests already in flight when the outage began fail together and tell the same
+        // thing once; only later ones are probes that lengthen the backoff.
+        let retry = outage.probes;
+        if started >= outage.since {
+            outage.probes += 1;
+        }
+        let delay = self.backoff.delay(retry, false, None).min(max - down);
+        Ok(Unreached {
+            down,
+            delay,
+            gives_up_in: max - down,
+        })
+    }
+
+    /// A request started at `started` reached the server. That ends an outage, unless the
+    /// request began before it (then only its success does: an old connection's failure
+    /// says nothing of new ones).
+    pub(crate) fn reached(&mut self, started: Instant, success: bool) {
+        if self.outage.is_some_and(|o| success || started >= o.since) {
+            tracing::debug!("server reachable again");
+            self.outage = None;
+        }
+    }
+
+    /// A request's attempt `attempt` (of which `counted` count against `max_attempts`)
+    /// failed with `error`, an answer or a lost connection: the backoff before the next
+    /// attempt, or the error that ends the upload (not retryable, out of attempts, or out
+    /// of the `budget_limit` retries).
+    pub(crate) fn failed(
+        &mut self,
+        error: Error,
+        attempt: u32,
+        counted: u32,
+        budget_limit: u32,
+    ) -> Result<Duration> {
+        if !error.is_retryable() || counted >= self.policy.max_attempts {
+            return Err(if attempt > 1 {
+                error.with_attempts(attempt)
+            } else {
+                error
+            });
+        }
+        if !self.budget.try_spend(budget_limit) {
+            return Err(Error::new(
+                ErrorKind::RetryBudgetExhausted,
+                format!(
+                    "{} of the upload's {budget_limit} retries are spent; the link or server \
+                     is failing too often",
+                    self.budget.spent()
+                ),
+            )
+            .with_attempts(attempt)
+            .with_source(error));
+        }
+        Ok(self
+            .backoff
+            .delay(counted - 1, error.is_throttled(), error.retry_after()))
+    }
+
+    /// The error that ends the upload when `error` asks for a wait (`Retry-After`) longer
+    /// than the policy's `max_wait`, or one that ends after `expires` (the media id's
+    /// expiry), at wall-clock time `wall`.
+    pub(crate) fn too_long_a_wait(
+        &self,
+        error: &Error,
+        wall: SystemTime,
+        expires: Option<SystemTime>,
+    ) -> Option<Error> {
+        let wait = error.retry_after()?;
+        let until = wall.checked_add(wait);
+        let when = until.map_or_else(
+            || "a time beyond the calendar".to_string(),
+            |t| {
+                format!(
+                    "{} ({})",
+                    httpdate::fmt_http_date(t),
+                    humantime::format_duration(wait)
+                )
+            },
+        );
+        let max = self.policy.max_wait;
+        let message = if wait > max {
+            format!(
+                "the server asks to wait until {when}, longer than retry max_wait ({}): the \
+                 upload is saved; run it again after that time",
+                humantime::format_duration(max)
+            )
+        } else if expires.is_some_and(|t| until.is_none_or(|u| u > t)) {
+            format!(
+                "the server asks to wait until {when}, after the media id expires: run the \
+                 upload again after that time (it will start over with a new INIT)"
+            )
+        } else {
+            return None;
+        };
+        Some(Error::new(error.kind(), message))
     }
 }
 

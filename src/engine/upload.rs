@@ -149,7 +149,7 @@ impl UploadTask {
             spec: self.spec.clone(),
             target,
             identity: Some(identity),
-            resume: self.resume.clone(),
+            resume: self.resume.take(),
         };
         let core = Core::new(
             CoreConfig::of(&self.config),
@@ -168,7 +168,6 @@ impl UploadTask {
             aborts: HashMap::new(),
             saving: None,
             control_open: true,
-            paused: false,
         })
     }
 }
@@ -186,8 +185,6 @@ struct Driver {
     control: watch::Receiver<Control>,
     /// False once the handle (the control sender) is gone.
     control_open: bool,
-    /// Whether the core was told of a pause not yet lifted.
-    paused: bool,
 }
 
 impl Driver {
@@ -258,20 +255,13 @@ impl Driver {
             .input(Instant::now(), input, self.strategy.as_mut(), out);
     }
 
-    /// Tells the core what the handle asks for now.
+    /// Tells the core what the handle asks for now (a resume of an upload that is not
+    /// paused, or a repeated pause, changes nothing there).
     fn sync_control(&mut self, queue: &mut VecDeque<Action>) {
-        let wanted = *self.control.borrow_and_update();
-        let input = match wanted {
+        let input = match *self.control.borrow_and_update() {
             Control::Cancel => Input::Cancel,
-            Control::Pause(mode) => {
-                self.paused = true;
-                Input::Pause(mode)
-            }
-            Control::Run if self.paused => {
-                self.paused = false;
-                Input::Resume
-            }
-            Control::Run => return,
+            Control::Pause(mode) => Input::Pause(mode),
+            Control::Run => Input::Resume,
         };
         self.feed(input, queue);
     }
@@ -282,15 +272,18 @@ impl Driver {
         action: Action,
         queue: &mut VecDeque<Action>,
     ) -> Option<Result<UploadReport>> {
-        let protocol = Arc::clone(&self.task.protocol);
+        let protocol = || Arc::clone(&self.task.protocol);
         match action {
             Action::Init {
                 id,
                 request,
                 deadline,
-            } => self.request(id, deadline, async move {
-                protocol.init(&request).await.map(Reply::Init)
-            }),
+            } => {
+                let protocol = protocol();
+                self.request(id, deadline, async move {
+                    protocol.init(&request).await.map(Reply::Init)
+                });
+            }
             Action::Append {
                 id,
                 media_id,
@@ -299,6 +292,7 @@ impl Driver {
                 deadline,
                 stall,
             } => {
+                let protocol = protocol();
                 let sent = Arc::new(AtomicU64::new(0));
                 self.task
                     .shared
@@ -336,16 +330,22 @@ impl Driver {
                 id,
                 media_id,
                 deadline,
-            } => self.request(id, deadline, async move {
-                protocol.finalize(&media_id).await.map(Reply::Status)
-            }),
+            } => {
+                let protocol = protocol();
+                self.request(id, deadline, async move {
+                    protocol.finalize(&media_id).await.map(Reply::Status)
+                });
+            }
             Action::Status {
                 id,
                 media_id,
                 deadline,
-            } => self.request(id, deadline, async move {
-                protocol.status(&media_id).await.map(Reply::Status)
-            }),
+            } => {
+                let protocol = protocol();
+                self.request(id, deadline, async move {
+                    protocol.status(&media_id).await.map(Reply::Status)
+                });
+            }
             Action::Abort { id } => {
                 if let Some(h) = self.aborts.remove(&id) {
                     h.abort();

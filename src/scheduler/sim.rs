@@ -412,10 +412,11 @@ impl Setup {
     }
 }
 
-/// An APPEND on the model link.
+/// An APPEND on the model link, kept under its number on the link (APPEND attempts in start
+/// order, from 0).
 struct Active {
-    /// Its number on the link: APPEND attempts in start order, from 0.
-    link_id: u64,
+    /// The core's id of the request.
+    id: ReqId,
     index: u32,
     bytes: u64,
     started: f64,
@@ -581,7 +582,7 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
             return report;
         }
     };
-    let mut active: HashMap<ReqId, Active> = HashMap::new();
+    let mut active: HashMap<u64, Active> = HashMap::new();
     let mut appends_started = 0u64;
     let mut out = Vec::new();
     let mut ended: Vec<(u64, Outcome)> = Vec::new();
@@ -612,9 +613,9 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
                         link.start(t, link_id, segment.len);
                         let in_flight = active.len() + 1;
                         active.insert(
-                            id,
+                            link_id,
                             Active {
-                                link_id,
+                                id,
                                 index: segment.index,
                                 bytes: segment.len,
                                 started: t,
@@ -626,8 +627,10 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
                         );
                     }
                     Action::Abort { id } => {
-                        if let Some(r) = active.remove(&id) {
-                            link.abort(t, r.link_id);
+                        let on_link = active.iter().find(|(_, r)| r.id == id).map(|(l, _)| *l);
+                        if let Some(link_id) = on_link {
+                            active.remove(&link_id);
+                            link.abort(t, link_id);
                         }
                     }
                     Action::Done(result) => {
@@ -662,9 +665,9 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
 
         // The next event: on the link, a deadline or stall, or a wake-up of the core.
         let mut next = link.next_event(t);
-        for r in active.values() {
+        for (link_id, r) in &active {
             next = next.min(r.deadline);
-            if let (Some(st), Some(lp)) = (r.stall, link.progress(r.link_id)) {
+            if let (Some(st), Some(lp)) = (r.stall, link.progress(*link_id)) {
                 next = next.min(lp + st);
             }
         }
@@ -681,51 +684,45 @@ pub(crate) fn drive<S: Strategy + ?Sized>(
         let now = instant(base, t);
 
         // What ended at `t`: responses and resets from the link, then deadlines and stalls.
-        let mut finished: Vec<(ReqId, Active, Outcome)> = Vec::new();
-        for &(link_id, outcome) in &ended {
-            let id = active
-                .iter()
-                .find(|(_, r)| r.link_id == link_id)
-                .map(|(id, _)| *id);
-            if let Some(r) = id.and_then(|id| active.remove(&id).map(|r| (id, r))) {
-                finished.push((r.0, r.1, outcome));
-            }
-        }
-        let expired: Vec<(ReqId, Outcome)> = active
+        let mut finished: Vec<(Active, Outcome)> = ended
             .iter()
-            .filter_map(|(id, r)| {
-                let stalled = match (r.stall, link.progress(r.link_id)) {
+            .filter_map(|&(link_id, outcome)| active.remove(&link_id).map(|r| (r, outcome)))
+            .collect();
+        let expired: Vec<(u64, Outcome)> = active
+            .iter()
+            .filter_map(|(link_id, r)| {
+                let stalled = match (r.stall, link.progress(*link_id)) {
                     (Some(st), Some(lp)) => t - lp >= st - EPS,
                     _ => false,
                 };
                 if r.deadline <= t + EPS {
-                    Some((*id, Outcome::Timeout))
+                    Some((*link_id, Outcome::Timeout))
                 } else if stalled {
-                    Some((*id, Outcome::Stalled))
+                    Some((*link_id, Outcome::Stalled))
                 } else {
                     None
                 }
             })
             .collect();
-        for (id, outcome) in expired {
-            if let Some(r) = active.remove(&id) {
-                link.abort(t, r.link_id);
-                finished.push((id, r, outcome));
+        for (link_id, outcome) in expired {
+            if let Some(r) = active.remove(&link_id) {
+                link.abort(t, link_id);
+                finished.push((r, outcome));
             }
         }
         // Report simultaneous completions in start order, then segment order.
         finished.sort_by(|a, b| {
-            a.1.started
-                .total_cmp(&b.1.started)
-                .then(a.1.index.cmp(&b.1.index))
+            a.0.started
+                .total_cmp(&b.0.started)
+                .then(a.0.index.cmp(&b.0.index))
         });
-        for (id, r, outcome) in finished {
+        for (r, outcome) in finished {
             let result = match outcome {
                 Outcome::Success => Ok(Reply::Append(AppendResponse::default())),
                 other => Err(failure(other, r.deadline_d, r.stall)),
             };
             let input = Input::Reply {
-                id,
+                id: r.id,
                 started: instant(base, r.started),
                 result,
             };
